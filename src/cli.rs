@@ -1,0 +1,79 @@
+//! The command line: one enum of subcommands, dispatched in `main.rs`.
+
+use crate::device::DeviceSpec;
+use crate::tokenizer::TokenizerKind;
+use clap::{Args, Parser, Subcommand};
+use std::path::PathBuf;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "longmem",
+    version,
+    about = "LongMem study harness: frozen LM + cache memory + SideNet, vs coupled memory and plain context"
+)]
+pub struct Cli {
+    /// More log output (-v debug, -vv trace); logs go to stderr.
+    #[arg(short, long, action = clap::ArgAction::Count, global = true)]
+    pub verbose: u8,
+    /// Only errors in the log.
+    #[arg(short, long, global = true, conflicts_with = "verbose")]
+    pub quiet: bool,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Versions, devices and each device's measured matmul peak (GFLOP/s).
+    Doctor(DoctorArgs),
+    /// Encode text with a tokenizer and print the ids (or decode ids back).
+    Tokenize(TokenizeArgs),
+    /// Score text with a backbone loaded from a local safetensors file: perplexity and the
+    /// most likely next tokens.
+    Lm(LmArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct DoctorArgs {
+    /// Print the report as JSON on stdout.
+    #[arg(long)]
+    pub json: bool,
+    /// Side of the square matrices timed on the CPU.
+    #[arg(long, default_value_t = 1024)]
+    pub cpu_n: i64,
+    /// Side of the square matrices timed on each CUDA device.
+    #[arg(long, default_value_t = 8192)]
+    pub cuda_n: i64,
+}
+
+#[derive(Debug, Args)]
+pub struct TokenizeArgs {
+    #[arg(long, value_enum, default_value_t = TokenizerKind::Gpt2)]
+    pub tokenizer: TokenizerKind,
+    /// Treat the input as whitespace-separated ids and print the decoded text.
+    #[arg(long)]
+    pub decode: bool,
+    /// The text (or ids with --decode).
+    pub input: String,
+}
+
+#[derive(Debug, Args)]
+pub struct LmArgs {
+    /// `model.safetensors` (HF GPT-2 layout for gpt2, this project's names for newgpt).
+    #[arg(long)]
+    pub weights: PathBuf,
+    /// Model config: an HF GPT-2 `config.json`, or a TOML backbone config (any style).
+    /// Default: `config.json` beside the weights.
+    #[arg(long)]
+    pub config: Option<PathBuf>,
+    #[arg(long, value_enum, default_value_t = TokenizerKind::Gpt2)]
+    pub tokenizer: TokenizerKind,
+    /// cpu, cuda, cuda:N or auto.
+    #[arg(long, default_value = "cpu")]
+    pub device: DeviceSpec,
+    /// How many next-token candidates to print.
+    #[arg(long, default_value_t = 5)]
+    pub top: i64,
+    /// The text to score.
+    pub text: String,
+}

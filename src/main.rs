@@ -1,0 +1,26 @@
+//! `longmem`: parse, dispatch one subcommand, print the error chain, set the exit code.
+
+use clap::Parser;
+use longmem_bench::cli::{Cli, Command};
+use longmem_bench::{commands, logging};
+use std::process::ExitCode;
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    logging::init(cli.verbose, cli.quiet);
+    let result = match &cli.command {
+        Command::Doctor(args) => commands::doctor::run(args),
+        Command::Tokenize(args) => commands::tokenize::run(args),
+        Command::Lm(args) => commands::lm::run(args),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            eprintln!("error: {err}");
+            for cause in err.chain().skip(1) {
+                eprintln!("  caused by: {cause}");
+            }
+            ExitCode::FAILURE
+        }
+    }
+}
