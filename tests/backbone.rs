@@ -9,6 +9,7 @@ use longmem_bench::seed::seed_everything;
 use tch::{nn::VarStore, Device, Kind, Tensor};
 
 fn model(style: BlockStyle) -> (VarStore, Backbone) {
+    let _rng = common::rng_lock();
     seed_everything(11);
     let mut config = match style {
         BlockStyle::Gpt2 => BackboneConfig::gpt2(40, 4, 2, 16, 32),
@@ -102,6 +103,7 @@ fn the_attention_hook_acts_at_the_memory_layer_only() {
 
 #[test]
 fn dropout_acts_in_training_only() {
+    let _rng = common::rng_lock();
     seed_everything(3);
     let config = BackboneConfig::gpt2(40, 2, 2, 16, 32); // dropout 0.1
     let vs = VarStore::new(Device::Cpu);

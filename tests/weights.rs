@@ -17,6 +17,7 @@ fn tiny(style: BlockStyle) -> BackboneConfig {
 }
 
 fn build(config: &BackboneConfig, seed: u64) -> (VarStore, Backbone) {
+    let _rng = common::rng_lock();
     seed_everything(seed);
     let vs = VarStore::new(Device::Cpu);
     let model = Backbone::new(&vs.root(), config);

@@ -26,3 +26,18 @@ pub fn assert_close(actual: &Tensor, expected: &Tensor, tol: f64, what: &str) {
     let diff = max_abs_diff(actual, expected);
     assert!(diff <= tol, "{what}: max |Δ| = {diff:e} > {tol:e}");
 }
+
+/// libtorch's RNG is global to the process and tests run on parallel threads: hold this
+/// from seeding until the seeded tensors exist, so no other test draws in between.
+pub fn rng_lock() -> std::sync::MutexGuard<'static, ()> {
+    static LOCK: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    LOCK.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+/// `[rows, cols]` int64 ids in `0..vocab`, from a local RNG (not libtorch's global one).
+pub fn random_ids(seed: u64, rows: i64, cols: i64, vocab: i64) -> Tensor {
+    use rand::{Rng, SeedableRng};
+    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed);
+    let ids: Vec<i64> = (0..rows * cols).map(|_| rng.random_range(0..vocab)).collect();
+    Tensor::from_slice(&ids).view([rows, cols])
+}
