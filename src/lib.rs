@@ -8,8 +8,10 @@
 
 pub mod cli;
 pub mod commands;
+pub mod data;
 pub mod device;
 pub mod logging;
+pub mod memory;
 pub mod models;
 pub mod seed;
 pub mod tokenizer;

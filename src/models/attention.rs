@@ -110,19 +110,39 @@ impl Attention {
     }
 
     /// Causal attention of each token over the tokens of its own segment, with this block
-    /// style's position scheme: `[B, H, T, d]` per-head context.
+    /// style's position scheme: `[B, H, T, d]` per-head context. Scores use 1/√d.
     pub fn local(&self, qkv: &Qkv, train: bool) -> Tensor {
+        self.local_scaled(qkv, None, train)
+    }
+
+    /// [`Attention::local`] with an explicit score scale (`None`: 1/√d). Dropout applies to
+    /// the attention probabilities in training.
+    pub fn local_scaled(&self, qkv: &Qkv, scale: Option<f64>, train: bool) -> Tensor {
         let t = qkv.q.size()[2];
         let dropout = if train { self.dropout } else { 0.0 };
+        let bias = self
+            .alibi_slopes
+            .as_ref()
+            .map(|s| alibi_causal_bias(s, t).to_kind(qkv.q.kind()));
+        let causal = bias.is_none();
+        Tensor::scaled_dot_product_attention(&qkv.q, &qkv.k, &qkv.v, bias, dropout, causal, scale, false)
+    }
+
+    /// The additive score bias of local attention, `[1 or H, T, T]`: the causal mask
+    /// (`-inf` above the diagonal) plus ALiBi for `newgpt`.
+    pub fn position_bias(&self, t: i64, device: tch::Device) -> Tensor {
         match &self.alibi_slopes {
+            Some(slopes) => alibi_causal_bias(slopes, t),
             None => {
-                Tensor::scaled_dot_product_attention(&qkv.q, &qkv.k, &qkv.v, None::<Tensor>, dropout, true, None, false)
-            }
-            Some(slopes) => {
-                let bias = alibi_causal_bias(slopes, t).to_kind(qkv.q.kind());
-                Tensor::scaled_dot_product_attention(&qkv.q, &qkv.k, &qkv.v, Some(bias), dropout, false, None, false)
+                let future = Tensor::ones([t, t], (Kind::Bool, device)).triu(1);
+                Tensor::zeros([1, t, t], (Kind::Float, device)).masked_fill(&future.unsqueeze(0), f64::NEG_INFINITY)
             }
         }
+    }
+
+    /// Dropout probability on attention probabilities in training.
+    pub fn dropout(&self) -> f64 {
+        self.dropout
     }
 
     /// Per-head context `[B, H, T, d]` → `[B, T, D]` through the output projection.

@@ -1,0 +1,6 @@
+//! The cache memory bank (DESIGN.md §2.2): it stores keys and values and answers top-k
+//! queries. It knows no model.
+
+mod bank;
+
+pub use bank::{BankConfig, BankError, BankSharing, Eviction, MemoryBank, Retrieved};
