@@ -130,3 +130,40 @@ fn alibi_matches_its_definition() {
     assert_eq!(bias.double_value(&[0, 0, 1]), f64::NEG_INFINITY);
     assert_eq!(bias.kind(), Kind::Float);
 }
+
+/// Plain softmax attention with an additive bias: the slow reference for `local`.
+fn reference_attention(qkv: &Qkv, bias: &Tensor) -> Tensor {
+    let d = qkv.q.size()[3] as f64;
+    let scores = qkv.q.matmul(&qkv.k.transpose(-1, -2)) / d.sqrt() + bias;
+    scores.softmax(-1, Kind::Float).matmul(&qkv.v)
+}
+
+#[test]
+fn local_attention_and_its_gradients_equal_the_softmax_reference() {
+    for style in STYLES {
+        let (_vs, m) = model(style);
+        let attn = &m.blocks()[0].attn;
+        let x = {
+            let _rng = common::rng_lock();
+            tch::manual_seed(4);
+            Tensor::randn([2, 6, 16], (Kind::Float, Device::Cpu))
+        };
+        let run = |fast: bool| {
+            let input = x.copy().set_requires_grad(true);
+            let qkv = attn.qkv(&input);
+            let ctx = if fast {
+                attn.local(&qkv, false)
+            } else {
+                reference_attention(&qkv, &attn.position_bias(6, Device::Cpu))
+            };
+            let loss = (attn.project_out(&ctx) * Tensor::arange(16, (Kind::Float, Device::Cpu))).sum(Kind::Float);
+            loss.backward();
+            (ctx.detach(), input.grad())
+        };
+        let (fast, fast_grad) = run(true);
+        let (slow, slow_grad) = run(false);
+        assert!(max_abs_diff(&fast, &slow) < 1e-5, "{style} values");
+        assert!(max_abs_diff(&fast_grad, &slow_grad) < 1e-4, "{style} gradients");
+        assert!(fast_grad.abs().sum(Kind::Float).double_value(&[]) > 1e-3);
+    }
+}

@@ -4,13 +4,17 @@
 //!
 //! A document is a sequence of 4-token cells over its own vocabulary (no tokenizer):
 //! - filler: four random filler tokens;
-//! - fact: `[key, v1, v2, v3]`, a key not yet used in this document and three random values;
-//! - query: the same four tokens as an earlier fact, once per fact. `v1..v3` of a query are
-//!   the *answer* tokens: unpredictable except by finding the fact.
+//! - fact: `[v1, v2, v3, key]`: three random values, then a key not yet used in this
+//!   document. The values come first so that a model reading the key has them in context:
+//!   the key's hidden state (and so its cached key/value) can carry them;
+//! - query: `[key, v1, v2, v3]`, once per fact. `v1..v3` of a query are the *answer*
+//!   tokens: unpredictable except by finding the fact, which matching the key token finds.
 //!
-//! Queries ask either the most recent unasked fact (often within the local window, which
-//! teaches a backbone in-context copying) or a random earlier one (often beyond it). Values
-//! are drawn afresh per document, so nothing can be memorised across documents.
+//! Queries ask a random earlier unasked fact (or, with probability `recent_bias`, the most
+//! recent one). Random picks make the distance vary, so a model must look the key up by
+//! content rather than copy from a fixed offset; short documents keep facts within the local
+//! window (pretraining), long ones push most beyond it. Values are drawn afresh per
+//! document, so nothing can be memorised across documents.
 //!
 //! Token ids: 0 = padding, then fillers, keys, values.
 
@@ -55,13 +59,13 @@ mod defaults {
         32
     }
     pub fn fact_rate() -> f64 {
-        0.15
+        0.4
     }
     pub fn query_rate() -> f64 {
-        0.15
+        0.4
     }
     pub fn recent_bias() -> f64 {
-        0.5
+        0.0
     }
 }
 
@@ -149,24 +153,25 @@ impl RecallConfig {
             let pos = tokens.len();
             if roll < self.fact_rate && !keys.is_empty() {
                 let key = keys.pop().expect("checked non-empty");
-                let mut cell = [self.key(key), 0, 0, 0];
-                for slot in &mut cell[1..] {
+                let mut query = [self.key(key), 0, 0, 0];
+                for slot in &mut query[1..] {
                     *slot = self.value(rng.random_range(0..self.n_values));
                 }
-                tokens.extend_from_slice(&cell);
-                open.push((pos, cell));
+                tokens.extend_from_slice(&[query[1], query[2], query[3], query[0]]);
+                open.push((pos, query));
             } else if roll < self.fact_rate + self.query_rate && !open.is_empty() {
                 let pick = if rng.random::<f64>() < self.recent_bias {
                     open.len() - 1
                 } else {
                     rng.random_range(0..open.len())
                 };
-                let (source, cell) = open.remove(pick);
-                tokens.extend_from_slice(&cell);
+                let (fact, query) = open.remove(pick);
+                tokens.extend_from_slice(&query);
                 for j in 1..CELL {
+                    // v_j sits at fact + j − 1 in `[v1, v2, v3, key]`.
                     answers.push(Answer {
                         position: pos + j,
-                        source: source + j,
+                        source: fact + j - 1,
                     });
                 }
             } else {
@@ -226,9 +231,9 @@ mod tests {
         for ans in &a.answers {
             assert!(ans.source < ans.position);
             assert_eq!(a.tokens[ans.source], a.tokens[ans.position]);
-            // The cells' keys agree too: the query repeats the fact.
+            // The query opens with the key that closes the fact.
             let (fact_cell, query_cell) = (ans.source / CELL * CELL, ans.position / CELL * CELL);
-            assert_eq!(a.tokens[fact_cell], a.tokens[query_cell]);
+            assert_eq!(a.tokens[fact_cell + CELL - 1], a.tokens[query_cell]);
         }
     }
 

@@ -73,6 +73,8 @@ struct Cached {
 pub struct SegmentStream<S: DocumentSource> {
     source: S,
     segment_len: usize,
+    /// Window that "far" is measured against (default: the segment length).
+    far_reference: usize,
     device: Device,
     state: StreamState,
     cache: Vec<Option<Cached>>,
@@ -90,13 +92,23 @@ impl<S: DocumentSource> SegmentStream<S> {
                 batch
             ],
         };
+        let cache = (0..batch).map(|_| None).collect();
         Self {
             source,
             segment_len,
+            far_reference: segment_len,
             device,
             state,
-            cache: (0..batch).map(|_| None).collect(),
+            cache,
         }
+    }
+
+    /// Measures "far" against segments of `window` tokens instead of this stream's own:
+    /// a long-window evaluation then scores exactly the tokens a `window`-token model
+    /// could not see locally.
+    pub fn with_far_reference(mut self, window: usize) -> Self {
+        self.far_reference = window.max(1);
+        self
     }
 
     pub fn state(&self) -> &StreamState {
@@ -137,7 +149,7 @@ impl<S: DocumentSource> SegmentStream<S> {
 
     /// The next segment of every row, advancing the stream.
     pub fn next_batch(&mut self) -> Batch {
-        let (b, t) = (self.cache.len(), self.segment_len);
+        let (b, t, reference) = (self.cache.len(), self.segment_len, self.far_reference);
         let mut inputs = vec![0i64; b * t];
         let mut targets = vec![0i64; b * t];
         let mut loss = vec![0f32; b * t];
@@ -163,7 +175,8 @@ impl<S: DocumentSource> SegmentStream<S> {
                     let src = sources[p + 1];
                     if src >= 0 {
                         answer_source[i] = src;
-                        if (src as usize) < start {
+                        let window_start = p / reference * reference;
+                        if (src as usize) < window_start {
                             far[i] = 1.0;
                         } else {
                             near[i] = 1.0;
@@ -262,6 +275,16 @@ mod tests {
         // Target 6 (input 5, j = 1) has its source at 1, in segment 0: far.
         assert_eq!(row(&b2, &b2.far_mask, 0), vec![0, 1, 0, 0]);
         assert_eq!(row(&b2, &b2.answer_source, 0), vec![-1, 1, -1, -1]);
+    }
+
+    #[test]
+    fn far_can_be_measured_against_another_window() {
+        // One 8-token segment; "far" still means "beyond a 4-token window".
+        let mut s = SegmentStream::new(Counting, 1, 8, Device::Cpu).with_far_reference(4);
+        let b = s.next_batch();
+        // Target 6 (input 5) has its source at 1, in the first 4-token window: far.
+        assert_eq!(row(&b, &b.far_mask, 0), vec![0, 0, 0, 0, 0, 1, 0, 0]);
+        assert_eq!(row(&b, &b.near_mask, 0), vec![0, 0, 1, 0, 0, 0, 0, 0]);
     }
 
     #[test]
