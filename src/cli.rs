@@ -31,6 +31,12 @@ pub enum Command {
     /// Score text with a backbone loaded from a local safetensors file: perplexity and the
     /// most likely next tokens.
     Lm(LmArgs),
+    /// Train one method (pretrain, longmem, memtrm, plain) as a TOML spec describes;
+    /// resumes from the run's last checkpoint and skips a finished run.
+    Train(TrainArgs),
+    /// Evaluate a trained run on held-out documents: NLL overall, on answers within and
+    /// beyond the local window, and the retrieval hit rate. Writes eval.json in the run.
+    Eval(EvalArgs),
 }
 
 #[derive(Debug, Args)]
@@ -76,4 +82,30 @@ pub struct LmArgs {
     pub top: i64,
     /// The text to score.
     pub text: String,
+}
+
+#[derive(Debug, Args)]
+pub struct TrainArgs {
+    /// The training spec (TOML), e.g. experiments/tiny/longmem.toml.
+    pub spec: PathBuf,
+    /// Stop (with a checkpoint) after this many steps, as an interruption would.
+    #[arg(long)]
+    pub stop_after: Option<u64>,
+}
+
+#[derive(Debug, Args)]
+pub struct EvalArgs {
+    /// The spec the run was trained with.
+    pub spec: PathBuf,
+    /// Segments per batch row to evaluate.
+    #[arg(long, default_value_t = 64)]
+    pub segments: usize,
+    /// Evaluate a plain backbone with this local window instead of the spec's segment
+    /// length (the long-window reference, T + M when it fits); "far" stays relative to the
+    /// spec's segment length.
+    #[arg(long)]
+    pub window: Option<usize>,
+    /// Held-out documents use the spec's seed plus this offset.
+    #[arg(long, default_value_t = 1000)]
+    pub seed_offset: u64,
 }

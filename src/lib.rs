@@ -3,15 +3,20 @@
 //! trainable SideNet — against a coupled memory (MemTRM-style) and plain fixed-context
 //! models. `../shared/DESIGN.md` is the brief every module follows.
 //!
-//! Layers, top to bottom: [`cli`]/[`commands`] → [`models`] → tensors; [`tokenizer`],
-//! [`device`] and [`seed`] are shared utilities.
+//! Dependencies point down: [`cli`]/[`commands`] → [`harness`] → [`train`] / [`eval`] →
+//! [`models`] → [`memory`]; training and evaluation also read [`data`]. [`tokenizer`],
+//! [`device`], [`seed`] and [`fsutil`] are shared utilities.
 
 pub mod cli;
 pub mod commands;
 pub mod data;
 pub mod device;
+pub mod eval;
+pub mod fsutil;
+pub mod harness;
 pub mod logging;
 pub mod memory;
 pub mod models;
 pub mod seed;
 pub mod tokenizer;
+pub mod train;

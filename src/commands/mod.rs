@@ -1,5 +1,7 @@
 //! The bodies of the CLI's subcommands.
 
 pub mod doctor;
+pub mod eval;
 pub mod lm;
 pub mod tokenize;
+pub mod train;

@@ -6,6 +6,7 @@
 //! `attn.masked_bias` and the tied `lm_head.weight` are skipped.
 
 use super::config::BlockStyle;
+use crate::fsutil::temp_path;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use tch::{nn::VarStore, Tensor};
@@ -131,10 +132,14 @@ pub fn load_safetensors(vs: &VarStore, path: &Path, style: BlockStyle) -> Result
 /// Writes every variable of `vs` to `path` as safetensors, atomically (a temporary file in
 /// the same directory, then a rename): a crash never leaves a half-written file.
 pub fn save_safetensors(vs: &VarStore, path: &Path) -> Result<(), WeightsError> {
-    let variables = vs.variables();
-    let mut named: Vec<(String, Tensor)> = variables
-        .into_iter()
-        .map(|(name, tensor)| (name, tensor.detach().to_device(tch::Device::Cpu).contiguous()))
+    write_tensors(&vs.variables().into_iter().collect::<Vec<_>>(), path)
+}
+
+/// Writes named tensors (any device; sorted by name) as safetensors, atomically.
+pub fn write_tensors(tensors: &[(String, Tensor)], path: &Path) -> Result<(), WeightsError> {
+    let mut named: Vec<(String, Tensor)> = tensors
+        .iter()
+        .map(|(name, tensor)| (name.clone(), tensor.detach().to_device(tch::Device::Cpu).contiguous()))
         .collect();
     named.sort_by(|a, b| a.0.cmp(&b.0));
     let tmp = temp_path(path);
@@ -147,13 +152,4 @@ pub fn save_safetensors(vs: &VarStore, path: &Path) -> Result<(), WeightsError> 
         to: path.to_path_buf(),
         source,
     })
-}
-
-/// `dir/.name.tmp-<pid>` beside `path`, so the final rename stays on one filesystem.
-fn temp_path(path: &Path) -> PathBuf {
-    let name = path
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    path.with_file_name(format!(".{name}.tmp-{}", std::process::id()))
 }

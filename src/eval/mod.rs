@@ -1,0 +1,5 @@
+//! Evaluation (DESIGN.md §3). Evaluation never trains.
+
+pub mod perplexity;
+
+pub use perplexity::{stream_nll, NllTotals};

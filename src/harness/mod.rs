@@ -1,0 +1,4 @@
+//! The harness: specs (TOML → validated config) and turning a spec into a run.
+
+pub mod build;
+pub mod spec;

@@ -1,0 +1,186 @@
+//! What trains, per method: which weights, which of them take gradients, and the order of a
+//! step's memory operations (reset at document boundaries → read → write), which is the
+//! same in training and evaluation.
+
+use crate::data::Batch;
+use crate::memory::{BankSharing, MemoryBank};
+use crate::models::{Backbone, LongMem, MemTrm};
+use serde::{Deserialize, Serialize};
+use tch::{nn::VarStore, Kind, Tensor};
+
+/// The methods of the study (DESIGN.md §2).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum Method {
+    /// Backbone trained from scratch (so the study needs no downloaded weights).
+    Pretrain,
+    /// Frozen backbone + memory bank + trainable SideNet.
+    Longmem,
+    /// Memory inside the backbone, a subset of its blocks trained.
+    Memtrm,
+    /// The backbone alone, continually trained on the same data (fair-compute control).
+    Plain,
+}
+
+impl std::fmt::Display for Method {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let name = match self {
+            Method::Pretrain => "pretrain",
+            Method::Longmem => "longmem",
+            Method::Memtrm => "memtrm",
+            Method::Plain => "plain",
+        };
+        f.write_str(name)
+    }
+}
+
+/// One forward pass's outputs that training and evaluation need.
+#[derive(Debug)]
+pub struct StepOutput {
+    /// `[B, T, V]`
+    pub logits: Tensor,
+    /// `[B, H, T, K/c]` retrieved chunk indices, for memory methods.
+    pub retrieved_chunks: Option<Tensor>,
+}
+
+pub enum Learner {
+    /// Pretraining or plain continual training: every backbone weight trains.
+    Backbone { vs: VarStore, model: Backbone },
+    LongMem {
+        backbone_vs: VarStore,
+        side_vs: VarStore,
+        model: LongMem,
+        bank: MemoryBank,
+        reset_at_document: bool,
+    },
+    MemTrm {
+        vs: VarStore,
+        model: MemTrm,
+        bank: MemoryBank,
+        reset_at_document: bool,
+    },
+}
+
+impl Learner {
+    /// The weights this method changes (what checkpoints save).
+    pub fn trained_vs(&self) -> &VarStore {
+        match self {
+            Learner::Backbone { vs, .. } | Learner::MemTrm { vs, .. } => vs,
+            Learner::LongMem { side_vs, .. } => side_vs,
+        }
+    }
+
+    /// Name of the final weights file.
+    pub fn weights_file(&self) -> &'static str {
+        match self {
+            Learner::Backbone { .. } => "backbone.safetensors",
+            Learner::LongMem { .. } => "sidenet.safetensors",
+            Learner::MemTrm { .. } => "memtrm.safetensors",
+        }
+    }
+
+    /// Parameters that take gradients, sorted by name.
+    pub fn trainable(&self) -> Vec<(String, Tensor)> {
+        let mut params: Vec<(String, Tensor)> = match self {
+            Learner::Backbone { vs, .. } => vs.variables().into_iter().collect(),
+            Learner::LongMem { side_vs, .. } => side_vs.variables().into_iter().collect(),
+            Learner::MemTrm { vs, model, .. } => vs
+                .variables()
+                .into_iter()
+                .filter(|(name, _)| model.is_trainable(name))
+                .collect(),
+        };
+        params.sort_by(|a, b| a.0.cmp(&b.0));
+        params
+    }
+
+    /// Makes exactly [`Learner::trainable`] require gradients (MemTRM freezes the rest; the
+    /// LongMem backbone is frozen at construction).
+    pub fn freeze_the_rest(&mut self) {
+        if let Learner::MemTrm { vs, model, .. } = self {
+            for (name, var) in vs.variables() {
+                let _ = var.set_requires_grad(model.is_trainable(&name));
+            }
+        }
+    }
+
+    pub fn bank(&self) -> Option<&MemoryBank> {
+        match self {
+            Learner::Backbone { .. } => None,
+            Learner::LongMem { bank, .. } | Learner::MemTrm { bank, .. } => Some(bank),
+        }
+    }
+
+    pub fn bank_mut(&mut self) -> Option<&mut MemoryBank> {
+        match self {
+            Learner::Backbone { .. } => None,
+            Learner::LongMem { bank, .. } | Learner::MemTrm { bank, .. } => Some(bank),
+        }
+    }
+
+    /// Resets memory where a row starts a document, reads, then writes the segment.
+    pub fn forward(&mut self, batch: &Batch, train: bool) -> StepOutput {
+        match self {
+            Learner::Backbone { model, .. } => StepOutput {
+                logits: model.forward(&batch.inputs, train).logits,
+                retrieved_chunks: None,
+            },
+            Learner::LongMem {
+                model,
+                bank,
+                reset_at_document,
+                ..
+            } => {
+                reset_rows(bank, &batch.reset, *reset_at_document);
+                let out = model.forward(&batch.inputs, bank, train);
+                bank.write(&out.memory_keys, &out.memory_values);
+                StepOutput {
+                    logits: out.logits,
+                    retrieved_chunks: Some(out.retrieved_chunks),
+                }
+            }
+            Learner::MemTrm {
+                model,
+                bank,
+                reset_at_document,
+                ..
+            } => {
+                reset_rows(bank, &batch.reset, *reset_at_document);
+                let out = model.forward(&batch.inputs, bank, train);
+                bank.write(&out.memory_keys, &out.memory_values);
+                StepOutput {
+                    logits: out.backbone.logits,
+                    retrieved_chunks: Some(out.retrieved_chunks),
+                }
+            }
+        }
+    }
+}
+
+/// Per-stream banks reset the rows that start a document; a shared bank (the paper's
+/// code) is reset whole when any row does.
+fn reset_rows(bank: &mut MemoryBank, reset: &[bool], enabled: bool) {
+    if !enabled {
+        return;
+    }
+    match bank.config().sharing {
+        BankSharing::PerStream => {
+            for (row, _) in reset.iter().enumerate().filter(|(_, &r)| r) {
+                bank.reset_stream(row);
+            }
+        }
+        BankSharing::Shared => {
+            if reset.iter().any(|&r| r) {
+                bank.reset_all();
+            }
+        }
+    }
+}
+
+/// Sum of next-token negative log-likelihoods over the positions where `mask` is 1, and
+/// their count: `([], [])` f32 scalars.
+pub fn masked_nll(logits: &Tensor, targets: &Tensor, mask: &Tensor) -> (Tensor, Tensor) {
+    let logp = logits.log_softmax(-1, Kind::Float);
+    let nll = -logp.gather(-1, &targets.unsqueeze(-1), false).squeeze_dim(-1);
+    ((nll * mask).sum(Kind::Float), mask.sum(Kind::Float))
+}
