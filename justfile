@@ -10,9 +10,12 @@ export LIBTORCH := `scripts/setup-libtorch.sh`
 default:
     @just --list
 
-# Run the whole study at small scale (today: build and check the machine; see README).
+# The tiny study on CPU (a few minutes): pretrain a backbone, train LongMem, MemTRM and the
+# plain control, evaluate them. Finished runs are skipped; results land in runs/tiny/.
 reproduce: build-dev
     cargo run --quiet -- doctor
+    for method in pretrain longmem memtrm plain; do cargo run --quiet -- train experiments/tiny/$method.toml; done
+    for method in longmem memtrm plain; do cargo run --quiet -- eval experiments/tiny/$method.toml; done
 
 # The test suite (CPU; CUDA tests skip themselves without a GPU).
 test:
@@ -30,7 +33,7 @@ build:
 build-dev:
     cargo build
 
-# Run the CLI, e.g. `just run doctor` or `just run lm --help`.
+# Run the CLI, e.g. `just run doctor` or `just run train experiments/tiny/pretrain.toml`.
 run *ARGS:
     cargo run --quiet -- {{ARGS}}
 
