@@ -138,6 +138,10 @@ fn longmem_beats_the_plain_control_on_beyond_window_tokens() {
     );
     // Memory is what helps: without it the same model is far worse on those tokens, and
     // retrieval finds the fact's chunk for most of them.
-    assert!(closed.far_mean() > lm.far_mean() + 0.5, "gates closed: {:.3}", closed.far_mean());
+    assert!(
+        closed.far_mean() > lm.far_mean() + 0.5,
+        "gates closed: {:.3}",
+        closed.far_mean()
+    );
     assert!(lm.hit_rate_any_head() > 0.5, "hit rate {:.2}", lm.hit_rate_any_head());
 }

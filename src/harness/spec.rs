@@ -23,7 +23,7 @@ pub struct RawSpec {
     pub method: Method,
     pub backbone: RawBackbone,
     #[serde(default)]
-    pub memory: RawMemory,
+    pub memory: MemorySpec,
     #[serde(default)]
     pub sidenet: RawSideNet,
     #[serde(default)]
@@ -57,12 +57,15 @@ pub struct RawBackbone {
     pub weights: Option<PathBuf>,
 }
 
-#[derive(Debug, Deserialize)]
+/// Memory settings. The file's form has defaults for every field, so one type serves both
+/// stages; resolution only replaces `chunk` for MemTRM.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
-pub struct RawMemory {
+pub struct MemorySpec {
     /// Memory size M in tokens.
     pub size: i64,
-    /// Chunk size c (LongMem; MemTRM uses `memtrm.chunk`).
+    /// Chunk size c. In the file: LongMem's (MemTRM takes `memtrm.chunk`); in a resolved
+    /// spec: the chunk size the bank uses.
     pub chunk: i64,
     /// Retrieved tokens per query, K.
     pub k: i64,
@@ -72,7 +75,7 @@ pub struct RawMemory {
     pub reset_at_document: bool,
 }
 
-impl Default for RawMemory {
+impl Default for MemorySpec {
     fn default() -> Self {
         Self {
             size: 1024,
@@ -201,18 +204,6 @@ mod defaults {
     pub fn log_every() -> u64 {
         10
     }
-}
-
-/// Memory settings of a resolved spec.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct MemorySpec {
-    pub size: i64,
-    pub chunk: i64,
-    pub k: i64,
-    pub sharing: BankSharing,
-    pub eviction: Eviction,
-    pub dtype: StorageDtype,
-    pub reset_at_document: bool,
 }
 
 /// A validated spec: what a run needs, nothing optional.
@@ -390,13 +381,8 @@ fn resolve(raw: RawSpec, path: &Path) -> Result<Spec, SpecError> {
         ));
     }
     let memory = MemorySpec {
-        size: m.size,
         chunk: memory_chunk,
-        k: m.k,
-        sharing: m.sharing,
-        eviction: m.eviction,
-        dtype: m.dtype,
-        reset_at_document: m.reset_at_document,
+        ..m.clone()
     };
 
     let s = &raw.sidenet;

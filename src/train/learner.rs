@@ -130,30 +130,43 @@ impl Learner {
                 bank,
                 reset_at_document,
                 ..
-            } => {
-                reset_rows(bank, &batch.reset, *reset_at_document);
+            } => memory_step(bank, batch, *reset_at_document, |bank| {
                 let out = model.forward(&batch.inputs, bank, train);
-                bank.write(&out.memory_keys, &out.memory_values);
-                StepOutput {
-                    logits: out.logits,
-                    retrieved_chunks: Some(out.retrieved_chunks),
-                }
-            }
+                (out.logits, out.memory_keys, out.memory_values, out.retrieved_chunks)
+            }),
             Learner::MemTrm {
                 model,
                 bank,
                 reset_at_document,
                 ..
-            } => {
-                reset_rows(bank, &batch.reset, *reset_at_document);
+            } => memory_step(bank, batch, *reset_at_document, |bank| {
                 let out = model.forward(&batch.inputs, bank, train);
-                bank.write(&out.memory_keys, &out.memory_values);
-                StepOutput {
-                    logits: out.backbone.logits,
-                    retrieved_chunks: Some(out.retrieved_chunks),
-                }
-            }
+                (
+                    out.backbone.logits,
+                    out.memory_keys,
+                    out.memory_values,
+                    out.retrieved_chunks,
+                )
+            }),
         }
+    }
+}
+
+/// The memory methods' step, in one place: reset the rows that start a document, read
+/// (`forward` returns logits, the keys and values to cache, and the retrieved chunks), then
+/// write the segment, so a segment never retrieves itself.
+fn memory_step(
+    bank: &mut MemoryBank,
+    batch: &Batch,
+    reset_at_document: bool,
+    forward: impl FnOnce(&MemoryBank) -> (Tensor, Tensor, Tensor, Tensor),
+) -> StepOutput {
+    reset_rows(bank, &batch.reset, reset_at_document);
+    let (logits, keys, values, retrieved_chunks) = forward(bank);
+    bank.write(&keys, &values);
+    StepOutput {
+        logits,
+        retrieved_chunks: Some(retrieved_chunks),
     }
 }
 
