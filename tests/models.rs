@@ -233,3 +233,28 @@ fn memtrm_memory_matters_and_its_keys_are_normalised() {
         }
     }
 }
+
+#[test]
+fn half_precision_joint_attention_stays_finite_with_an_empty_bank() {
+    // Under f16 autocast the masked memory scores must not overflow into an all -inf row.
+    for mode in [JointMode::Gated, JointMode::Concat] {
+        let s = longmem(BlockStyle::Newgpt, 2, mode);
+        let empty = bank(4);
+        let attn = &s.model.backbone.blocks()[1].attn;
+        let x = {
+            let _rng = common::rng_lock();
+            tch::manual_seed(2);
+            Tensor::randn([B, T, 16], (Kind::Float, Device::Cpu))
+        };
+        let qkv = attn.qkv(&x);
+        let half = longmem_bench::models::Qkv {
+            q: qkv.q.to_kind(Kind::Half),
+            k: qkv.k.to_kind(Kind::Half),
+            v: qkv.v.to_kind(Kind::Half),
+        };
+        let hook = longmem_bench::models::JointAttention::new(&empty, &s.model.gate, 8, mode);
+        let out = tch::no_grad(|| longmem_bench::models::LayerAttention::attend(&hook, attn, &half, false));
+        assert_eq!(out.kind(), Kind::Half);
+        assert!(bool::try_from(out.isfinite().all()).unwrap(), "{mode:?}");
+    }
+}

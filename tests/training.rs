@@ -302,3 +302,22 @@ fn eval_reports_memory_methods_and_the_long_window_reference() {
         .failure()
         .stderr(predicate::str::contains("uses memory instead"));
 }
+
+#[test]
+fn f16_on_a_machine_without_cuda_is_refused_not_run_in_f32() {
+    if tch::Cuda::is_available() {
+        eprintln!("skipped: this machine has CUDA, so f16 would run");
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let text = spec_text(Method::Pretrain, 2, "precision = \"f16\"").replace("seed = 3", "seed = 3\ndevice = \"auto\"");
+    let spec = Spec::parse(&text, &dir.path().join("spec.toml")).unwrap();
+    let _rng = common::rng_lock();
+    let mut learner = build::learner(&spec, Device::Cpu).unwrap();
+    let mut stream = build::train_stream(&spec, Device::Cpu);
+    let err = train(&mut learner, &mut stream, &spec.train, &spec.out_dir, None)
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("needs a CUDA device"), "{err}");
+    assert!(!spec.out_dir.exists(), "nothing is written");
+}

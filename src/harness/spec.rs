@@ -7,7 +7,7 @@ use crate::device::DeviceSpec;
 use crate::memory::{BankSharing, Eviction};
 use crate::models::config::default_memory_layer;
 use crate::models::{BackboneConfig, BlockStyle, Gelu, JointMode, MemTrmConfig, SideNetConfig, TrainableBlocks};
-use crate::train::{AdamWConfig, Method, TrainConfig};
+use crate::train::{AdamWConfig, Method, Precision, TrainConfig};
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
 
@@ -183,6 +183,9 @@ pub struct RawTrain {
     pub log_every: u64,
     #[serde(default)]
     pub checkpoint_every: u64,
+    /// "f32", or "f16": autocast with loss scaling, CUDA only.
+    #[serde(default = "defaults::precision")]
+    pub precision: Precision,
 }
 
 mod defaults {
@@ -203,6 +206,9 @@ mod defaults {
     }
     pub fn log_every() -> u64 {
         10
+    }
+    pub fn precision() -> super::Precision {
+        super::Precision::F32
     }
 }
 
@@ -282,6 +288,13 @@ fn resolve(raw: RawSpec, path: &Path) -> Result<Spec, SpecError> {
     }
     if !(t.lr > 0.0 && t.lr.is_finite()) {
         return Err(invalid("train.lr", &t.lr, "a positive number"));
+    }
+    if t.precision == Precision::F16 && raw.device == DeviceSpec::Cpu {
+        return Err(invalid(
+            "train.precision",
+            &"f16",
+            "f32 on device = \"cpu\" (f16 autocast is CUDA-only)",
+        ));
     }
     if t.warmup >= t.steps {
         return Err(invalid(
@@ -440,6 +453,7 @@ fn resolve(raw: RawSpec, path: &Path) -> Result<Spec, SpecError> {
         log_every: t.log_every,
         checkpoint_every: t.checkpoint_every,
         seed: raw.seed,
+        precision: t.precision,
     };
     Ok(Spec {
         seed: raw.seed,

@@ -87,8 +87,10 @@ impl LayerAttention for JointAttention<'_> {
         let kind = qkv.q.kind();
         let k_retrieved = mask.size()[3];
         let (keys, values) = (keys.to_kind(kind), values.to_kind(kind));
-        // Memory scores [B, H, T, K]: each query against its own K retrieved keys.
+        // Memory scores [B, H, T, K]: each query against its own K retrieved keys, in f32 so
+        // that the masked fill stays finite under f16 autocast.
         let mem_scores = (qkv.q.unsqueeze(3).matmul(&keys.transpose(-1, -2)).squeeze_dim(3) * scale)
+            .to_kind(Kind::Float)
             .masked_fill(&mask.logical_not(), MASKED);
         let weighted = |probs: &Tensor| probs.unsqueeze(3).matmul(&values).squeeze_dim(3);
         match self.mode {
@@ -96,12 +98,12 @@ impl LayerAttention for JointAttention<'_> {
                 let local = attn.local_scaled(&qkv, Some(scale), train);
                 let memory = weighted(&mem_scores.softmax(-1, Kind::Float).to_kind(kind));
                 let any_valid = mask.any_dim(-1, true).to_kind(kind); // [B, H, T, 1]
-                let g = self.gate.sigmoid().view([1, h, 1, 1]) * any_valid;
+                let g = (self.gate.sigmoid().view([1, h, 1, 1]) * any_valid).to_kind(kind);
                 &local * (1.0 - &g) + memory * g
             }
             JointMode::Concat => {
-                let local_scores = qkv.q.matmul(&qkv.k.transpose(-1, -2)) * scale
-                    + attn.position_bias(t, qkv.q.device()).to_kind(kind).unsqueeze(0);
+                let local_scores = (qkv.q.matmul(&qkv.k.transpose(-1, -2)) * scale).to_kind(Kind::Float)
+                    + attn.position_bias(t, qkv.q.device()).unsqueeze(0);
                 let probs = Tensor::cat(&[local_scores, mem_scores], -1)
                     .softmax(-1, Kind::Float)
                     .to_kind(kind);

@@ -5,6 +5,7 @@
 //! `checkpoints/latest` pointer is replaced atomically: a crash at any moment leaves the
 //! previous checkpoint intact.
 
+use super::precision::LossScaler;
 use super::trainer::LogRow;
 use crate::data::StreamState;
 use crate::fsutil::{write_atomic, write_json_atomic};
@@ -19,6 +20,9 @@ pub struct CheckpointState {
     pub step: u64,
     pub stream: StreamState,
     pub log: Vec<LogRow>,
+    /// The f16 loss scale (unused under f32).
+    #[serde(default)]
+    pub scaler: LossScaler,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -138,6 +142,7 @@ mod tests {
             step: 1,
             stream: StreamState { rows: vec![] },
             log: rows.clone(),
+            scaler: LossScaler::default(),
         };
         let back: CheckpointState = serde_json::from_str(&serde_json::to_string_pretty(&state).unwrap()).unwrap();
         for (a, b) in rows.iter().zip(&back.log) {

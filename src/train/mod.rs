@@ -4,8 +4,10 @@
 pub mod checkpoint;
 pub mod learner;
 pub mod optim;
+pub mod precision;
 pub mod trainer;
 
 pub use learner::{masked_nll, Learner, Method, StepOutput};
 pub use optim::{AdamW, AdamWConfig};
+pub use precision::{LossScaler, Precision};
 pub use trainer::{train, LogRow, Outcome, TrainConfig, TrainError, TrainSummary};

@@ -9,6 +9,7 @@
 use super::checkpoint::{self, Checkpoint, CheckpointError, CheckpointState};
 use super::learner::{masked_nll, Learner};
 use super::optim::{learning_rate, AdamW, AdamWConfig};
+use super::precision::{self, LossScaler, Precision};
 use crate::data::recall::mix;
 use crate::data::{DocumentSource, SegmentStream};
 use crate::device::synchronize;
@@ -31,6 +32,8 @@ pub struct TrainConfig {
     /// Steps between checkpoints (0: only at the end).
     pub checkpoint_every: u64,
     pub seed: u64,
+    /// f32, or f16 autocast with loss scaling (CUDA only).
+    pub precision: Precision,
 }
 
 /// One line of the loss log: the mean over the steps since the previous line.
@@ -74,6 +77,8 @@ pub enum TrainError {
     Weights(#[from] WeightsError),
     #[error("cannot write {path}: {source}")]
     Io { path: String, source: std::io::Error },
+    #[error("train.precision = \"f16\" needs a CUDA device (autocast is CUDA-only); use \"f32\" on {device}")]
+    PrecisionNeedsCuda { device: String },
 }
 
 /// Trains `learner` on `stream` into `out_dir`, resuming from `out_dir/checkpoints` when a
@@ -86,6 +91,12 @@ pub fn train<S: DocumentSource>(
     out_dir: &Path,
     stop_after: Option<u64>,
 ) -> Result<Outcome, TrainError> {
+    let device = learner.trained_vs().device();
+    if config.precision == Precision::F16 && !device.is_cuda() {
+        return Err(TrainError::PrecisionNeedsCuda {
+            device: crate::device::device_name(device),
+        });
+    }
     std::fs::create_dir_all(out_dir).map_err(|source| TrainError::Io {
         path: out_dir.display().to_string(),
         source,
@@ -96,14 +107,15 @@ pub fn train<S: DocumentSource>(
     let mut start = 0;
     let mut log = Vec::new();
     let mut resumed_from = None;
+    let mut scaler = LossScaler::default();
     if let Some(ckpt) = checkpoint::load_latest(&ckpt_root)? {
         restore(learner, &mut optimizer, stream, &ckpt, &ckpt_root)?;
         start = ckpt.state.step;
         log = ckpt.state.log;
+        scaler = ckpt.state.scaler;
         resumed_from = Some(start);
         tracing::info!(step = start, "resumed from checkpoint");
     }
-    let device = learner.trained_vs().device();
     let (mut window_loss, mut window_norm, mut window_steps) = (0.0, 0.0, 0u64);
     let mut tokens = 0u64;
     let clock = Instant::now();
@@ -111,7 +123,7 @@ pub fn train<S: DocumentSource>(
         tch::manual_seed(mix(config.seed, 0x5354_4550, step) as i64);
         let lr = learning_rate(config.lr, step, config.warmup, config.steps);
         let batch = stream.next_batch();
-        let out = learner.forward(&batch, true);
+        let out = tch::autocast(config.precision == Precision::F16, || learner.forward(&batch, true));
         let (nll, count) = masked_nll(&out.logits, &batch.targets, &batch.loss_mask);
         let loss = nll / count.clamp_min(1.0);
         let value = loss.double_value(&[]);
@@ -122,12 +134,21 @@ pub fn train<S: DocumentSource>(
             });
         }
         optimizer.zero_grad();
-        loss.backward();
+        precision::scaled(&loss, config.precision, &scaler).backward();
+        let overflow = config.precision == Precision::F16 && !scaler.unscale(optimizer.params());
         let grad_norm = match config.grad_clip {
-            Some(max) => optimizer.clip_grad_norm(max),
-            None => f64::NAN,
+            Some(max) if !overflow => optimizer.clip_grad_norm(max),
+            _ => f64::NAN,
         };
-        optimizer.step(lr);
+        if overflow {
+            tracing::debug!(
+                step = step + 1,
+                scale = scaler.scale,
+                "f16 gradient overflow: step skipped"
+            );
+        } else {
+            optimizer.step(lr);
+        }
         tokens += count.double_value(&[]) as u64;
         window_loss += value;
         window_norm += grad_norm;
@@ -156,6 +177,7 @@ pub fn train<S: DocumentSource>(
                 step: done,
                 stream: stream.state().clone(),
                 log: log.clone(),
+                scaler,
             };
             save(learner, &optimizer, state, &ckpt_root)?;
         }

@@ -1,0 +1,89 @@
+//! CUDA paths: the same code on a GPU. Every test here skips (with a printed reason) on a
+//! machine without CUDA, such as CI's.
+
+mod common;
+
+use common::max_abs_diff;
+use longmem_bench::harness::{build, spec::Spec};
+use longmem_bench::models::{weights, Backbone, BackboneConfig};
+use longmem_bench::train::{train, Outcome};
+use tch::{nn::VarStore, Device};
+
+fn cuda() -> Option<Device> {
+    if tch::Cuda::is_available() {
+        Some(Device::Cuda(0))
+    } else {
+        eprintln!("skipped: no CUDA device");
+        None
+    }
+}
+
+#[test]
+fn a_cuda_forward_matches_the_cpu_forward() {
+    let Some(gpu) = cuda() else { return };
+    let _rng = common::rng_lock();
+    let mut config = BackboneConfig::newgpt(64, 2, 4, 32, 64);
+    config.dropout = 0.0;
+    let cpu_vs = VarStore::new(Device::Cpu);
+    let cpu_model = Backbone::new(&cpu_vs.root(), &config);
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("w.safetensors");
+    weights::save_safetensors(&cpu_vs, &path).unwrap();
+    let gpu_vs = VarStore::new(gpu);
+    let gpu_model = Backbone::new(&gpu_vs.root(), &config);
+    weights::load_safetensors(&gpu_vs, &path, config.style).unwrap();
+    let ids = common::random_ids(1, 2, 16, 64);
+    let a = tch::no_grad(|| cpu_model.forward(&ids, false).logits);
+    let b = tch::no_grad(|| gpu_model.forward(&ids.to_device(gpu), false).logits).to_device(Device::Cpu);
+    assert!(max_abs_diff(&a, &b) < 1e-3);
+}
+
+#[test]
+fn longmem_trains_on_cuda_in_f32_and_f16() {
+    let Some(_gpu) = cuda() else { return };
+    for precision in ["f32", "f16"] {
+        let dir = tempfile::tempdir().unwrap();
+        let mut config = BackboneConfig::newgpt(97, 2, 2, 16, 32);
+        config.dropout = 0.0;
+        let vs = VarStore::new(Device::Cpu);
+        let _ = Backbone::new(&vs.root(), &config);
+        weights::save_safetensors(&vs, &dir.path().join("backbone.safetensors")).unwrap();
+        let text = format!(
+            r#"
+device = "cuda"
+out_dir = "out"
+method = "longmem"
+[backbone]
+style = "newgpt"
+n_layer = 2
+n_head = 2
+n_embd = 16
+memory_layer = 1
+weights = "backbone.safetensors"
+[memory]
+size = 64
+chunk = 4
+k = 8
+dtype = "{}"
+[data]
+kind = "recall"
+doc_tokens = 64
+[train]
+steps = 4
+batch_size = 2
+segment_len = 16
+precision = "{precision}"
+"#,
+            if precision == "f16" { "f16" } else { "f32" }
+        );
+        let spec = Spec::parse(&text, &dir.path().join("spec.toml")).unwrap();
+        let device = spec.device.resolve().unwrap();
+        let mut learner = build::learner(&spec, device).unwrap();
+        let mut stream = build::train_stream(&spec, device);
+        let Outcome::Finished(summary) = train(&mut learner, &mut stream, &spec.train, &spec.out_dir, None).unwrap()
+        else {
+            panic!("not finished")
+        };
+        assert!(summary.final_loss.is_finite(), "{precision}: {summary:?}");
+    }
+}
