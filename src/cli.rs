@@ -97,9 +97,9 @@ pub struct TrainArgs {
 pub struct EvalArgs {
     /// The spec the run was trained with.
     pub spec: PathBuf,
-    /// Segments per batch row to evaluate.
-    #[arg(long, default_value_t = 64)]
-    pub segments: usize,
+    /// Held-out documents per batch row to evaluate (whole documents).
+    #[arg(long, default_value_t = 8)]
+    pub documents: usize,
     /// Evaluate a plain backbone with this local window instead of the spec's segment
     /// length (the long-window reference, T + M when it fits); "far" stays relative to the
     /// spec's segment length.

@@ -19,7 +19,7 @@ struct EvalReport<'a> {
     /// Local window the evaluation ran with ("far" is always relative to the spec's).
     window: usize,
     held_out_seed: u64,
-    segments_per_row: usize,
+    documents_per_row: usize,
     totals: &'a NllTotals,
     perplexity: f64,
     far_nll: f64,
@@ -58,13 +58,15 @@ pub fn run(args: &EvalArgs) -> anyhow::Result<()> {
         Some(w) => long_window(&spec, w)?,
     };
     let mut stream = SegmentStream::new(source, spec.batch_size, window, device).with_far_reference(spec.segment_len);
-    let totals = stream_nll(&mut learner, &mut stream, args.segments);
+    // Whole documents, so evaluations with different windows score the same documents.
+    let segments_per_document = spec.data.doc_tokens.saturating_sub(1).div_ceil(window).max(1);
+    let totals = stream_nll(&mut learner, &mut stream, args.documents * segments_per_document);
     let hit_rate = learner.bank().map(|_| totals.hit_rate_any_head());
     let report = EvalReport {
         method: spec.method.to_string(),
         window,
         held_out_seed: seed,
-        segments_per_row: args.segments,
+        documents_per_row: args.documents,
         totals: &totals,
         perplexity: totals.perplexity(),
         far_nll: totals.far_mean(),
