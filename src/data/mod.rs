@@ -1,8 +1,11 @@
-//! Data (DESIGN.md §4): built-in generators that need no files, and the streaming of
-//! documents into batches of segments in Transformer-XL order.
+//! Data (DESIGN.md §4): built-in generators that need no files, loaders for local corpora,
+//! and the streaming of documents into batches of segments in Transformer-XL order.
 
+pub mod cargo_corpus;
+pub mod loaders;
 pub mod recall;
 pub mod stream;
+pub mod tokenized;
 
 pub use recall::{RecallConfig, RecallSource};
 pub use stream::{Answer, Batch, Document, DocumentSource, SegmentStream, StreamState};
