@@ -97,9 +97,10 @@ pub struct TrainArgs {
 pub struct EvalArgs {
     /// The spec the run was trained with.
     pub spec: PathBuf,
-    /// Held-out documents per batch row to evaluate (whole documents).
-    #[arg(long, default_value_t = 8)]
-    pub documents: usize,
+    /// Held-out documents per batch row to evaluate (whole documents). Default: 8 for the
+    /// built-in generator, every held-out document of a corpus.
+    #[arg(long)]
+    pub documents: Option<u64>,
     /// Evaluate a plain backbone with this local window instead of the spec's segment
     /// length (the long-window reference, T + M when it fits); "far" stays relative to the
     /// spec's segment length.

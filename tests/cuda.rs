@@ -79,7 +79,7 @@ precision = "{precision}"
         let spec = Spec::parse(&text, &dir.path().join("spec.toml")).unwrap();
         let device = spec.device.resolve().unwrap();
         let mut learner = build::learner(&spec, device).unwrap();
-        let mut stream = build::train_stream(&spec, device);
+        let mut stream = build::train_stream(&spec, device).unwrap();
         let Outcome::Finished(summary) = train(&mut learner, &mut stream, &spec.train, &spec.out_dir, None).unwrap()
         else {
             panic!("not finished")

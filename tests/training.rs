@@ -73,7 +73,7 @@ fn run(dir: &Path, method: Method, steps: u64, stop_after: Option<u64>) -> Outco
     let spec = Spec::parse(&spec_text(method, steps, ""), &dir.join("spec.toml")).unwrap();
     let _rng = common::rng_lock();
     let mut learner = build::learner(&spec, Device::Cpu).unwrap();
-    let mut stream = build::train_stream(&spec, Device::Cpu);
+    let mut stream = build::train_stream(&spec, Device::Cpu).unwrap();
     train(&mut learner, &mut stream, &spec.train, &spec.out_dir, stop_after).unwrap()
 }
 
@@ -138,7 +138,7 @@ fn a_diverging_run_stops_with_the_step_named() {
     let spec = Spec::parse(&text, &dir.path().join("spec.toml")).unwrap();
     let _rng = common::rng_lock();
     let mut learner = build::learner(&spec, Device::Cpu).unwrap();
-    let mut stream = build::train_stream(&spec, Device::Cpu);
+    let mut stream = build::train_stream(&spec, Device::Cpu).unwrap();
     let err = train(&mut learner, &mut stream, &spec.train, &spec.out_dir, None)
         .unwrap_err()
         .to_string();
@@ -316,7 +316,7 @@ fn f16_on_a_machine_without_cuda_is_refused_not_run_in_f32() {
     let spec = Spec::parse(&text, &dir.path().join("spec.toml")).unwrap();
     let _rng = common::rng_lock();
     let mut learner = build::learner(&spec, Device::Cpu).unwrap();
-    let mut stream = build::train_stream(&spec, Device::Cpu);
+    let mut stream = build::train_stream(&spec, Device::Cpu).unwrap();
     let err = train(&mut learner, &mut stream, &spec.train, &spec.out_dir, None)
         .unwrap_err()
         .to_string();

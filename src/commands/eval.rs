@@ -1,13 +1,14 @@
-//! `longmem eval <spec>`: evaluates a trained run on held-out documents of its corpus:
-//! NLL and perplexity over all tokens, over answers within the local window ("near") and
-//! beyond it ("far"), and the retrieval hit rate on far answers. Writes `eval.json`.
+//! `longmem eval <spec>`: evaluates a trained run on held-out documents: NLL and perplexity
+//! over all tokens and per document-length bucket, over answers within the local window
+//! ("near") and beyond it ("far"), and the retrieval hit rate on far answers. Writes
+//! `eval.json` (or `eval-window<N>.json`) in the run's directory.
 
 use crate::cli::EvalArgs;
-use crate::data::{RecallSource, SegmentStream};
-use crate::eval::{stream_nll, NllTotals};
+use crate::data::SegmentStream;
+use crate::eval::{segments_to_cover, stream_nll, NllTotals};
 use crate::fsutil::write_json_atomic;
-use crate::harness::build;
-use crate::harness::spec::Spec;
+use crate::harness::build::{self, Split};
+use crate::harness::spec::{DataSpec, Spec};
 use crate::models::{weights, BlockStyle};
 use crate::train::Method;
 use anyhow::{bail, Context};
@@ -18,8 +19,8 @@ struct EvalReport<'a> {
     method: String,
     /// Local window the evaluation ran with ("far" is always relative to the spec's).
     window: usize,
-    held_out_seed: u64,
-    documents_per_row: usize,
+    /// Held-out documents per batch row (generators), or every held-out document (corpora).
+    documents_per_row: u64,
     totals: &'a NllTotals,
     perplexity: f64,
     far_nll: f64,
@@ -36,6 +37,10 @@ pub fn run(args: &EvalArgs) -> anyhow::Result<()> {
             spec.method
         );
     }
+    let window = match args.window {
+        None => spec.segment_len,
+        Some(w) => long_window(&spec, w)?,
+    };
     let mut learner = build::learner(&spec, device)?;
     let file = spec.out_dir.join(learner.weights_file());
     if !file.is_file() {
@@ -47,26 +52,29 @@ pub fn run(args: &EvalArgs) -> anyhow::Result<()> {
     }
     weights::load_safetensors(learner.trained_vs(), &file, spec.backbone.style)
         .with_context(|| format!("loading the trained weights of {}", spec.out_dir.display()))?;
-    // Held-out documents: another seed than training's.
-    let seed = spec.seed.wrapping_add(args.seed_offset);
-    let source = RecallSource {
-        config: spec.data.clone(),
-        seed,
+    let source = build::source(
+        &spec,
+        Split::HeldOut {
+            seed_offset: args.seed_offset,
+        },
+        spec.batch_size,
+    )?;
+    // Whole documents, so evaluations with different windows score the same documents; a
+    // corpus's held-out documents are each read exactly once.
+    let documents = match (&spec.data, args.documents) {
+        (_, Some(n)) => n,
+        (DataSpec::Recall(_), None) => 8,
+        (_, None) => u64::MAX / 2,
     };
-    let window = match args.window {
-        None => spec.segment_len,
-        Some(w) => long_window(&spec, w)?,
-    };
+    let documents = documents.min(first_missing(&source, spec.batch_size));
+    let batches = segments_to_cover(&source, spec.batch_size, documents, window);
     let mut stream = SegmentStream::new(source, spec.batch_size, window, device).with_far_reference(spec.segment_len);
-    // Whole documents, so evaluations with different windows score the same documents.
-    let segments_per_document = spec.data.doc_tokens.saturating_sub(1).div_ceil(window).max(1);
-    let totals = stream_nll(&mut learner, &mut stream, args.documents * segments_per_document);
+    let totals = stream_nll(&mut learner, &mut stream, batches);
     let hit_rate = learner.bank().map(|_| totals.hit_rate_any_head());
     let report = EvalReport {
         method: spec.method.to_string(),
         window,
-        held_out_seed: seed,
-        documents_per_row: args.documents,
+        documents_per_row: documents,
         totals: &totals,
         perplexity: totals.perplexity(),
         far_nll: totals.far_mean(),
@@ -90,7 +98,25 @@ pub fn run(args: &EvalArgs) -> anyhow::Result<()> {
         totals.far_tokens,
         path.display()
     );
+    for b in &totals.by_length {
+        println!(
+            "  length {:<10} {:>5} documents  {:>10.0} tokens  perplexity {:.3}",
+            b.bucket,
+            b.documents,
+            b.tokens,
+            b.perplexity()
+        );
+    }
     Ok(())
+}
+
+/// The number of documents per row after which no row has any (finite sources); a cap.
+fn first_missing<S: crate::data::DocumentSource>(source: &S, rows: usize) -> u64 {
+    let mut n = 0u64;
+    while (0..rows as u64).any(|row| source.exists(row, n)) && n < 1 << 20 {
+        n += 1;
+    }
+    n
 }
 
 /// The long-window plain reference (DESIGN.md §2.4): window T + M "when it fits", i.e. within

@@ -36,12 +36,13 @@ pub fn run(args: &TrainArgs) -> anyhow::Result<()> {
             }
         }
     }
-    std::fs::create_dir_all(out).with_context(|| format!("creating out_dir {}", out.display()))?;
-    write_json_atomic(&config_path, &spec).with_context(|| format!("writing {}", config_path.display()))?;
     let span = tracing::info_span!("train", method = %spec.method, out = %out.display());
     let _enter = span.enter();
+    // Everything that can fail on bad input (weights, data) happens before anything is written.
     let mut learner = build::learner(&spec, device)?;
-    let mut stream = build::train_stream(&spec, device);
+    let mut stream = build::train_stream(&spec, device)?;
+    std::fs::create_dir_all(out).with_context(|| format!("creating out_dir {}", out.display()))?;
+    write_json_atomic(&config_path, &spec).with_context(|| format!("writing {}", config_path.display()))?;
     match train(&mut learner, &mut stream, &spec.train, out, args.stop_after)? {
         Outcome::Finished(s) => println!(
             "{}: trained {} ({} steps, final loss {:.4}, {:.0} tokens/s) -> {}",

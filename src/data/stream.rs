@@ -27,6 +27,11 @@ pub struct Document {
 pub trait DocumentSource {
     fn document(&self, row: u64, index: u64) -> Document;
     fn vocab_size(&self) -> i64;
+    /// Whether row `row`'s `index`-th document exists. Finite sources that do not cycle
+    /// (held-out sets) say no past their end; the stream then serves an empty document.
+    fn exists(&self, _row: u64, _index: u64) -> bool {
+        true
+    }
 }
 
 /// Position of one row in its stream.
@@ -61,6 +66,8 @@ pub struct Batch {
     pub reset: Vec<bool>,
     /// Document index of each row's segment.
     pub documents: Vec<u64>,
+    /// Token length of each row's current document (0 for a row past a finite source).
+    pub doc_lengths: Vec<usize>,
 }
 
 struct Cached {
@@ -133,7 +140,14 @@ impl<S: DocumentSource> SegmentStream<S> {
         let index = self.state.rows[row].document;
         let stale = self.cache[row].as_ref().is_none_or(|c| c.index != index);
         if stale {
-            let doc = self.source.document(row as u64, index);
+            let doc = if self.source.exists(row as u64, index) {
+                self.source.document(row as u64, index)
+            } else {
+                Document {
+                    tokens: Vec::new(),
+                    answers: Vec::new(),
+                }
+            };
             let mut source = vec![-1i64; doc.tokens.len()];
             for a in &doc.answers {
                 source[a.position] = a.source as i64;
@@ -158,6 +172,7 @@ impl<S: DocumentSource> SegmentStream<S> {
         let mut answer_source = vec![-1i64; b * t];
         let mut reset = vec![false; b];
         let mut documents = vec![0u64; b];
+        let mut doc_lengths = vec![0usize; b];
         for row in 0..b {
             let pos = self.state.rows[row];
             let cached = self.document(row);
@@ -186,6 +201,7 @@ impl<S: DocumentSource> SegmentStream<S> {
             }
             reset[row] = pos.segment == 0;
             documents[row] = pos.document;
+            doc_lengths[row] = n;
             let segments = n.saturating_sub(1).div_ceil(t).max(1) as u64;
             self.state.rows[row] = if pos.segment + 1 >= segments {
                 RowPosition {
@@ -216,6 +232,7 @@ impl<S: DocumentSource> SegmentStream<S> {
             answer_source: int(&answer_source),
             reset,
             documents,
+            doc_lengths,
         }
     }
 }
@@ -275,6 +292,32 @@ mod tests {
         // Target 6 (input 5, j = 1) has its source at 1, in segment 0: far.
         assert_eq!(row(&b2, &b2.far_mask, 0), vec![0, 1, 0, 0]);
         assert_eq!(row(&b2, &b2.answer_source, 0), vec![-1, 1, -1, -1]);
+    }
+
+    /// Row r has documents 0..r+1 only.
+    struct Finite;
+    impl DocumentSource for Finite {
+        fn document(&self, row: u64, index: u64) -> Document {
+            Counting.document(row, index)
+        }
+        fn vocab_size(&self) -> i64 {
+            1000
+        }
+        fn exists(&self, row: u64, index: u64) -> bool {
+            index <= row
+        }
+    }
+
+    #[test]
+    fn rows_past_a_finite_source_are_empty_and_masked() {
+        let mut s = SegmentStream::new(Finite, 2, 8, Device::Cpu);
+        let b1 = s.next_batch();
+        assert_eq!(b1.doc_lengths, vec![7, 7]);
+        let b2 = s.next_batch();
+        // Row 0 has no second document: nothing of it is scored.
+        assert_eq!(b2.doc_lengths, vec![0, 7]);
+        assert_eq!(row(&b2, &b2.loss_mask, 0), vec![0; 8]);
+        assert_eq!(row(&b2, &b2.inputs, 1)[0], 111);
     }
 
     #[test]

@@ -141,11 +141,13 @@ fn decode(bytes: &[u8]) -> Option<(Vec<String>, Vec<Vec<u32>>)> {
 }
 
 /// A tokenised corpus as a document source: row r's i-th document is document
-/// `(i·rows + r) mod n`, so rows read disjoint documents and the corpus cycles.
+/// `i·rows + r`, so rows read disjoint documents; for training the corpus cycles (mod n),
+/// for evaluation (`cycle = false`) every document is read exactly once.
 #[derive(Debug, Clone)]
 pub struct CorpusSource {
     pub corpus: Arc<TokenizedCorpus>,
     pub rows: u64,
+    pub cycle: bool,
 }
 
 impl DocumentSource for CorpusSource {
@@ -160,6 +162,10 @@ impl DocumentSource for CorpusSource {
 
     fn vocab_size(&self) -> i64 {
         self.corpus.vocab_size
+    }
+
+    fn exists(&self, row: u64, index: u64) -> bool {
+        self.cycle || index * self.rows + row < self.corpus.docs.len() as u64
     }
 }
 
@@ -223,10 +229,14 @@ mod tests {
         let source = CorpusSource {
             corpus: Arc::new(corpus),
             rows: 2,
+            cycle: true,
         };
         let first: Vec<u32> = (0..2).map(|r| source.document(r, 0).tokens[0]).collect();
         assert_eq!(first, vec![1, 2]);
         assert_eq!(source.document(0, 1).tokens, vec![3]);
         assert_eq!(source.document(1, 1).tokens, vec![1]);
+        assert!(source.exists(1, 1));
+        let once = CorpusSource { cycle: false, ..source };
+        assert!(once.exists(0, 1) && !once.exists(1, 1));
     }
 }

@@ -2,4 +2,4 @@
 
 pub mod perplexity;
 
-pub use perplexity::{stream_nll, NllTotals};
+pub use perplexity::{segments_to_cover, stream_nll, stream_nll_bucketed, BucketTotals, NllTotals, PAPER_LENGTH_EDGES};

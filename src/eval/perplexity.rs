@@ -1,15 +1,35 @@
 //! Streaming next-token NLL (DESIGN.md §3 "Long-text perplexity"): documents streamed in
 //! non-overlapping segments, memory carried across segments and reset per document (write
-//! after read), totals kept for all tokens, for answer tokens whose source lies beyond the
-//! local window ("far"), and for answers within it ("near").
+//! after read). Totals are kept for all tokens, for answer tokens whose source lies beyond
+//! the local window ("far") and within it ("near"), and per document-length bucket (the
+//! paper's 5K-10K, 10K-100K, 100K-500K, 500K-1M, >1M tokens, plus <5K).
 
 use crate::data::{DocumentSource, SegmentStream};
-use crate::train::{masked_nll, Learner};
+use crate::train::Learner;
 use serde::{Deserialize, Serialize};
 use tch::{Kind, Tensor};
 
+/// The paper's bucket edges in tokens.
+pub const PAPER_LENGTH_EDGES: [usize; 5] = [5_000, 10_000, 100_000, 500_000, 1_000_000];
+
+/// Summed NLL and token counts of one document-length bucket.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct BucketTotals {
+    /// e.g. `10K-100K`.
+    pub bucket: String,
+    pub documents: u64,
+    pub nll: f64,
+    pub tokens: f64,
+}
+
+impl BucketTotals {
+    pub fn perplexity(&self) -> f64 {
+        (self.nll / self.tokens).exp()
+    }
+}
+
 /// Summed NLL and token counts.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct NllTotals {
     pub nll: f64,
     pub tokens: f64,
@@ -22,6 +42,8 @@ pub struct NllTotals {
     /// Far answers × heads whose source chunk that head retrieved.
     pub far_hits_head_sum: f64,
     pub heads: f64,
+    /// Per document-length bucket, in increasing length; empty buckets left out.
+    pub by_length: Vec<BucketTotals>,
 }
 
 impl NllTotals {
@@ -50,34 +72,99 @@ impl NllTotals {
     }
 }
 
+/// `5K`, `10K`, `1M`: a token count as the paper writes bucket edges.
+fn short(n: usize) -> String {
+    match n {
+        n if n >= 1_000_000 && n % 1_000_000 == 0 => format!("{}M", n / 1_000_000),
+        n if n >= 1_000 && n % 1_000 == 0 => format!("{}K", n / 1_000),
+        n => n.to_string(),
+    }
+}
+
+/// Bucket labels for `edges` (increasing): `<e0`, `e0-e1`, …, `>e_last`.
+pub fn bucket_labels(edges: &[usize]) -> Vec<String> {
+    let mut labels = Vec::with_capacity(edges.len() + 1);
+    labels.push(match edges.first() {
+        Some(&e) => format!("<{}", short(e)),
+        None => "all".into(),
+    });
+    for pair in edges.windows(2) {
+        labels.push(format!("{}-{}", short(pair[0]), short(pair[1])));
+    }
+    if let Some(&last) = edges.last() {
+        labels.push(format!(">{}", short(last)));
+    }
+    labels
+}
+
+/// Index of the bucket a document of `len` tokens falls in.
+pub fn bucket_of(len: usize, edges: &[usize]) -> usize {
+    edges.iter().take_while(|&&e| len >= e).count()
+}
+
 /// Runs `batches` segments of `stream` through `learner` in evaluation mode, starting from
-/// an empty memory, and sums the NLLs.
+/// an empty memory, and sums the NLLs (length buckets: the paper's).
 pub fn stream_nll<S: DocumentSource>(
     learner: &mut Learner,
     stream: &mut SegmentStream<S>,
     batches: usize,
 ) -> NllTotals {
+    stream_nll_bucketed(learner, stream, batches, &PAPER_LENGTH_EDGES)
+}
+
+/// [`stream_nll`] with explicit length-bucket edges (increasing, in tokens).
+pub fn stream_nll_bucketed<S: DocumentSource>(
+    learner: &mut Learner,
+    stream: &mut SegmentStream<S>,
+    batches: usize,
+    edges: &[usize],
+) -> NllTotals {
     let _guard = tch::no_grad_guard();
     if let Some(bank) = learner.bank_mut() {
         bank.reset_all();
     }
+    let labels = bucket_labels(edges);
+    let mut buckets: Vec<BucketTotals> = labels
+        .iter()
+        .map(|l| BucketTotals {
+            bucket: l.clone(),
+            ..Default::default()
+        })
+        .collect();
     let mut totals = NllTotals::default();
     for _ in 0..batches {
         let batch = stream.next_batch();
         let out = learner.forward(&batch, false);
-        let add = |mask: &tch::Tensor| {
-            let (nll, count) = masked_nll(&out.logits, &batch.targets, mask);
-            (nll.to_kind(Kind::Double).double_value(&[]), count.double_value(&[]))
+        let logp = out.logits.log_softmax(-1, Kind::Float);
+        let token_nll = -logp.gather(-1, &batch.targets.unsqueeze(-1), false).squeeze_dim(-1); // [B, T]
+        let sum = |mask: &Tensor| {
+            let nll = (&token_nll * mask).sum(Kind::Double).double_value(&[]);
+            (nll, mask.sum(Kind::Double).double_value(&[]))
         };
-        let (nll, tokens) = add(&batch.loss_mask);
-        let (far_nll, far_tokens) = add(&batch.far_mask);
-        let (near_nll, near_tokens) = add(&batch.near_mask);
+        let (nll, tokens) = sum(&batch.loss_mask);
+        let (far_nll, far_tokens) = sum(&batch.far_mask);
+        let (near_nll, near_tokens) = sum(&batch.near_mask);
         totals.nll += nll;
         totals.tokens += tokens;
         totals.far_nll += far_nll;
         totals.far_tokens += far_tokens;
         totals.near_nll += near_nll;
         totals.near_tokens += near_tokens;
+        let row_nll = Vec::<f64>::try_from((&token_nll * &batch.loss_mask).sum_dim_intlist(1, false, Kind::Double))
+            .expect("[B] NLL sums");
+        let row_tokens =
+            Vec::<f64>::try_from(batch.loss_mask.sum_dim_intlist(1, false, Kind::Double)).expect("[B] token counts");
+        for (row, &len) in batch.doc_lengths.iter().enumerate() {
+            if len == 0 {
+                continue;
+            }
+            let bucket = &mut buckets[bucket_of(len, edges)];
+            bucket.nll += row_nll[row];
+            bucket.tokens += row_tokens[row];
+            if batch.reset[row] {
+                bucket.documents += 1;
+            }
+        }
         if let (Some(retrieved), Some(chunk)) = (&out.retrieved_chunks, learner.bank().map(|b| b.config().chunk)) {
             let (hits_any, hits_heads, heads) = retrieval_hits(retrieved, &batch.answer_source, &batch.far_mask, chunk);
             totals.far_hits_any_head += hits_any;
@@ -85,6 +172,7 @@ pub fn stream_nll<S: DocumentSource>(
             totals.heads = heads;
         }
     }
+    totals.by_length = buckets.into_iter().filter(|b| b.tokens > 0.0).collect();
     totals
 }
 
@@ -104,4 +192,45 @@ pub fn retrieval_hits(retrieved: &Tensor, answer_source: &Tensor, far_mask: &Ten
     let any = (hit.amax([1], true) * &far).sum(Kind::Double).double_value(&[]);
     let per_head = (hit * far).sum(Kind::Double).double_value(&[]);
     (any, per_head, heads as f64)
+}
+
+/// Segments needed so that every row has streamed its first `documents` documents that
+/// exist, with segments of `window` tokens.
+pub fn segments_to_cover<S: DocumentSource>(source: &S, rows: usize, documents: u64, window: usize) -> usize {
+    (0..rows as u64)
+        .map(|row| {
+            (0..documents)
+                .filter(|&i| source.exists(row, i))
+                .map(|i| {
+                    source
+                        .document(row, i)
+                        .tokens
+                        .len()
+                        .saturating_sub(1)
+                        .div_ceil(window)
+                        .max(1)
+                })
+                .sum::<usize>()
+        })
+        .max()
+        .unwrap_or(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn buckets_follow_the_paper() {
+        assert_eq!(
+            bucket_labels(&PAPER_LENGTH_EDGES),
+            vec!["<5K", "5K-10K", "10K-100K", "100K-500K", "500K-1M", ">1M"]
+        );
+        assert_eq!(bucket_of(4_999, &PAPER_LENGTH_EDGES), 0);
+        assert_eq!(bucket_of(5_000, &PAPER_LENGTH_EDGES), 1);
+        assert_eq!(bucket_of(99_999, &PAPER_LENGTH_EDGES), 2);
+        assert_eq!(bucket_of(2_000_000, &PAPER_LENGTH_EDGES), 5);
+        assert_eq!(bucket_labels(&[]), vec!["all"]);
+        assert_eq!(bucket_labels(&[100, 1500]), vec!["<100", "100-1500", ">1500"]);
+    }
 }

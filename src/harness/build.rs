@@ -1,13 +1,17 @@
 //! From a resolved spec to the objects a run needs: the learner (weights built, loaded and
-//! frozen as the method requires, memory bank allocated) and the data stream.
+//! frozen as the method requires, memory bank allocated) and the data streams.
 
-use super::spec::Spec;
-use crate::data::{RecallSource, SegmentStream};
+use super::spec::{CorpusOptions, DataSpec, Spec};
+use crate::data::cargo_corpus::{cargo_home, cargo_sources};
+use crate::data::loaders::{jsonl, text_dir, TextDocument};
+use crate::data::tokenized::{default_cache_dir, tokenize_cached, CorpusSource};
+use crate::data::{Document, DocumentSource, RecallSource, SegmentStream};
 use crate::memory::{BankConfig, MemoryBank};
 use crate::models::{weights, Backbone, LongMem, MemTrm};
 use crate::seed::seed_everything;
 use crate::train::{Learner, Method};
 use anyhow::Context;
+use std::sync::Arc;
 use tch::{nn::VarStore, Device};
 
 /// Builds the learner for `spec` on `device`, seeding every RNG from the spec's seed first.
@@ -63,11 +67,114 @@ pub fn learner(spec: &Spec, device: Device) -> anyhow::Result<Learner> {
     })
 }
 
-/// The training stream: `batch_size` rows of the recall corpus, seeded from the spec.
-pub fn train_stream(spec: &Spec, device: Device) -> SegmentStream<RecallSource> {
-    let source = RecallSource {
-        config: spec.data.clone(),
-        seed: spec.seed,
+/// Any of the spec's document sources.
+#[derive(Debug, Clone)]
+pub enum AnySource {
+    Recall(RecallSource),
+    Corpus(CorpusSource),
+}
+
+impl DocumentSource for AnySource {
+    fn document(&self, row: u64, index: u64) -> Document {
+        match self {
+            AnySource::Recall(s) => s.document(row, index),
+            AnySource::Corpus(s) => s.document(row, index),
+        }
+    }
+    fn vocab_size(&self) -> i64 {
+        match self {
+            AnySource::Recall(s) => s.vocab_size(),
+            AnySource::Corpus(s) => s.vocab_size(),
+        }
+    }
+    fn exists(&self, row: u64, index: u64) -> bool {
+        match self {
+            AnySource::Recall(s) => s.exists(row, index),
+            AnySource::Corpus(s) => s.exists(row, index),
+        }
+    }
+}
+
+/// Which part of the data a stream reads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Split {
+    /// Training documents; generators use the spec's seed, corpora their training part (cycled).
+    Train,
+    /// Held-out documents; generators use the spec's seed plus the offset, corpora their
+    /// held-out part, each document once.
+    HeldOut { seed_offset: u64 },
+}
+
+/// The document source of `spec` for `split`, with `rows` batch rows.
+pub fn source(spec: &Spec, split: Split, rows: usize) -> anyhow::Result<AnySource> {
+    let (docs, corpus) = match &spec.data {
+        DataSpec::Recall(config) => {
+            let seed = match split {
+                Split::Train => spec.seed,
+                Split::HeldOut { seed_offset } => spec.seed.wrapping_add(seed_offset),
+            };
+            return Ok(AnySource::Recall(RecallSource {
+                config: config.clone(),
+                seed,
+            }));
+        }
+        DataSpec::TextDir { path, glob, corpus } => (text_dir(path, glob)?, corpus),
+        DataSpec::Jsonl { path, field, corpus } => (jsonl(path, field)?, corpus),
+        DataSpec::Cargo {
+            lock,
+            min_bytes,
+            corpus,
+        } => {
+            let lock = lock.as_ref().expect("resolved specs name the lock file");
+            let found = cargo_sources(lock, &cargo_home(), *min_bytes)?;
+            tracing::info!(
+                documents = found.documents.len(),
+                not_unpacked = found.not_unpacked,
+                too_short = found.too_short,
+                "cargo corpus"
+            );
+            (found.documents, corpus)
+        }
     };
-    SegmentStream::new(source, spec.batch_size, spec.segment_len, device)
+    let part = split_documents(docs, corpus, split)?;
+    let tokenized = tokenize_cached(&part, corpus.tokenizer, &default_cache_dir())?;
+    Ok(AnySource::Corpus(CorpusSource {
+        corpus: Arc::new(tokenized),
+        rows: rows as u64,
+        cycle: split == Split::Train,
+    }))
+}
+
+/// The last `holdout` fraction of the documents, in id order, is held out (at least one
+/// when the fraction is positive); the rest trains.
+fn split_documents(
+    mut docs: Vec<TextDocument>,
+    corpus: &CorpusOptions,
+    split: Split,
+) -> anyhow::Result<Vec<TextDocument>> {
+    docs.sort_by(|a, b| a.id.cmp(&b.id));
+    let held = ((docs.len() as f64 * corpus.holdout).ceil() as usize).min(docs.len());
+    let train = docs.len() - held;
+    let part: Vec<TextDocument> = match split {
+        Split::Train => docs.into_iter().take(train).collect(),
+        Split::HeldOut { .. } => docs.into_iter().skip(train).collect(),
+    };
+    if part.is_empty() {
+        let which = if matches!(split, Split::Train) {
+            "training"
+        } else {
+            "held-out"
+        };
+        anyhow::bail!(
+            "the corpus leaves no {which} documents with data.holdout = {}; adjust it",
+            corpus.holdout
+        );
+    }
+    Ok(part)
+}
+
+/// The training stream: `batch_size` rows over the training documents.
+pub fn train_stream(spec: &Spec, device: Device) -> anyhow::Result<SegmentStream<AnySource>> {
+    let source = source(spec, Split::Train, spec.batch_size)?;
+    Ok(SegmentStream::new(source, spec.batch_size, spec.segment_len, device))
 }
