@@ -5,9 +5,10 @@
 //! Selection rule: the registry packages of `Cargo.lock`, in its order (sorted by name);
 //! for each, every `.rs` file under the crate's `src/`, in path order, concatenated into one
 //! document, each file preceded by a `// <crate>-<version>/<path>` line. Crates with less
-//! than `min_bytes` of source are left out (the corpus is about long documents), and so are
-//! crates Cargo never unpacked on this platform (e.g. Windows-only dependencies); their
-//! number is reported.
+//! than `min_bytes` of source are left out (the corpus is about long documents), so are
+//! crates over `max_bytes` when a cap is set (to bound evaluation time), and so are crates
+//! Cargo never unpacked on this platform (e.g. Windows-only dependencies); their numbers are
+//! reported.
 
 use super::loaders::{DataError, TextDocument};
 use std::path::{Path, PathBuf};
@@ -20,6 +21,8 @@ pub struct CargoCorpus {
     pub not_unpacked: usize,
     /// Packages under `min_bytes`.
     pub too_short: usize,
+    /// Packages over `max_bytes`.
+    pub too_long: usize,
 }
 
 /// `$CARGO_HOME`, else `~/.cargo`.
@@ -30,7 +33,12 @@ pub fn cargo_home() -> PathBuf {
 }
 
 /// Reads the corpus for `lock` from `cargo_home`'s registry.
-pub fn cargo_sources(lock: &Path, cargo_home: &Path, min_bytes: usize) -> Result<CargoCorpus, DataError> {
+pub fn cargo_sources(
+    lock: &Path,
+    cargo_home: &Path,
+    min_bytes: usize,
+    max_bytes: Option<usize>,
+) -> Result<CargoCorpus, DataError> {
     let text = std::fs::read_to_string(lock).map_err(|source| DataError::Io {
         path: lock.to_path_buf(),
         source,
@@ -57,7 +65,7 @@ pub fn cargo_sources(lock: &Path, cargo_home: &Path, min_bytes: usize) -> Result
         .and_then(|p| p.as_array())
         .cloned()
         .unwrap_or_default();
-    let (mut documents, mut not_unpacked, mut too_short) = (Vec::new(), 0, 0);
+    let (mut documents, mut not_unpacked, mut too_short, mut too_long) = (Vec::new(), 0, 0, 0);
     for package in &packages {
         let field = |key: &str| package.get(key).and_then(|v| v.as_str()).unwrap_or_default();
         if !field("source").starts_with("registry+") {
@@ -97,6 +105,10 @@ pub fn cargo_sources(lock: &Path, cargo_home: &Path, min_bytes: usize) -> Result
             too_short += 1;
             continue;
         }
+        if max_bytes.is_some_and(|max| source_bytes > max) {
+            too_long += 1;
+            continue;
+        }
         documents.push(TextDocument { id: dir_name, text });
     }
     if documents.is_empty() {
@@ -104,7 +116,7 @@ pub fn cargo_sources(lock: &Path, cargo_home: &Path, min_bytes: usize) -> Result
             path: registry_src,
             line: 0,
             problem: format!(
-                "none of the {} registry crates pinned in {} is unpacked here (or all are under {min_bytes} bytes); \
+                "none of the {} registry crates pinned in {} is unpacked here within the size limits; \
                  build the project once (`cargo fetch` or `just build`) so Cargo unpacks them, or set CARGO_HOME",
                 packages.len(),
                 lock.display()
@@ -115,6 +127,7 @@ pub fn cargo_sources(lock: &Path, cargo_home: &Path, min_bytes: usize) -> Result
         documents,
         not_unpacked,
         too_short,
+        too_long,
     })
 }
 
@@ -162,9 +175,15 @@ version = "0.1.0"
         write(index.join("alpha-1.0.0/README.md"), "not code");
         write(index.join("beta-0.2.1/src/lib.rs"), "x");
         // gamma is pinned but not unpacked; myself is not from the registry.
-        let corpus = cargo_sources(&lock, &home, 10).unwrap();
+        let corpus = cargo_sources(&lock, &home, 10, None).unwrap();
         assert_eq!(corpus.documents.len(), 1);
-        assert_eq!((corpus.not_unpacked, corpus.too_short), (1, 1));
+        assert_eq!((corpus.not_unpacked, corpus.too_short, corpus.too_long), (1, 1, 0));
+        let capped = cargo_sources(&lock, &home, 0, Some(10)).unwrap();
+        assert_eq!(
+            capped.documents.iter().map(|d| d.id.as_str()).collect::<Vec<_>>(),
+            vec!["beta-0.2.1"]
+        );
+        assert_eq!(capped.too_long, 1);
         let doc = &corpus.documents[0];
         assert_eq!(doc.id, "alpha-1.0.0");
         assert_eq!(
@@ -178,7 +197,7 @@ version = "0.1.0"
         let dir = tempfile::tempdir().unwrap();
         let lock = dir.path().join("Cargo.lock");
         std::fs::write(&lock, LOCK).unwrap();
-        let err = cargo_sources(&lock, &dir.path().join("nowhere"), 1)
+        let err = cargo_sources(&lock, &dir.path().join("nowhere"), 1, None)
             .unwrap_err()
             .to_string();
         assert!(err.contains("none of the 4") && err.contains("cargo fetch"), "{err}");
@@ -188,7 +207,7 @@ version = "0.1.0"
     fn this_projects_own_dependencies_form_a_long_document_corpus() {
         // Every machine that built this test has unpacked them.
         let lock = Path::new(env!("CARGO_MANIFEST_DIR")).join("Cargo.lock");
-        let corpus = cargo_sources(&lock, &cargo_home(), 20_000).unwrap();
+        let corpus = cargo_sources(&lock, &cargo_home(), 20_000, None).unwrap();
         assert!(corpus.documents.len() >= 20, "{} documents", corpus.documents.len());
         let tch = corpus
             .documents

@@ -123,14 +123,16 @@ pub fn source(spec: &Spec, split: Split, rows: usize) -> anyhow::Result<AnySourc
         DataSpec::Cargo {
             lock,
             min_bytes,
+            max_bytes,
             corpus,
         } => {
             let lock = lock.as_ref().expect("resolved specs name the lock file");
-            let found = cargo_sources(lock, &cargo_home(), *min_bytes)?;
+            let found = cargo_sources(lock, &cargo_home(), *min_bytes, *max_bytes)?;
             tracing::info!(
                 documents = found.documents.len(),
                 not_unpacked = found.not_unpacked,
                 too_short = found.too_short,
+                too_long = found.too_long,
                 "cargo corpus"
             );
             (found.documents, corpus)

@@ -183,6 +183,8 @@ pub enum DataSpec {
         lock: Option<PathBuf>,
         #[serde(default = "defaults::min_bytes")]
         min_bytes: usize,
+        /// Leave out crates with more source than this (bounds evaluation time).
+        max_bytes: Option<usize>,
         #[serde(flatten)]
         corpus: CorpusOptions,
     },
@@ -576,9 +578,17 @@ fn resolve_data(
         DataSpec::Cargo {
             lock,
             min_bytes,
+            max_bytes,
             corpus,
         } => {
             holdout(&corpus)?;
+            if let Some(max) = max_bytes.filter(|&max| max < min_bytes) {
+                return Err(invalid(
+                    "data.max_bytes",
+                    &max,
+                    &format!("at least data.min_bytes = {min_bytes}"),
+                ));
+            }
             let lock = lock.map_or_else(
                 || Path::new(env!("CARGO_MANIFEST_DIR")).join("Cargo.lock"),
                 |l| base.join(l),
@@ -589,6 +599,7 @@ fn resolve_data(
             DataSpec::Cargo {
                 lock: Some(lock),
                 min_bytes,
+                max_bytes,
                 corpus,
             }
         }
