@@ -86,15 +86,23 @@ pub fn run(args: &EvalArgs) -> anyhow::Result<()> {
         Some(w) => spec.out_dir.join(format!("eval-window{w}.json")),
     };
     write_json_atomic(&path, &report).with_context(|| format!("writing {}", path.display()))?;
-    let hit = hit_rate.map_or("-".to_string(), |h| format!("{h:.3}"));
+    // Corpora without known answers have no near/far tokens: print "-" rather than NaN.
+    let known = |count: f64, value: f64, digits: usize| {
+        if count > 0.0 {
+            format!("{value:.digits$}")
+        } else {
+            "-".to_string()
+        }
+    };
+    let hit = hit_rate.map_or("-".to_string(), |h| known(totals.far_tokens, h, 3));
     println!(
-        "{} ({}, window {window}): perplexity {:.3}  NLL all {:.4}  near {:.4}  far {:.4}  far hit rate {hit}  ({:.0} far tokens) -> {}",
+        "{} ({}, window {window}): perplexity {:.3}  NLL all {:.4}  near {}  far {}  far hit rate {hit}  ({:.0} far tokens) -> {}",
         spec.out_dir.display(),
         spec.method,
         totals.perplexity(),
         totals.mean(),
-        totals.near_mean(),
-        totals.far_mean(),
+        known(totals.near_tokens, totals.near_mean(), 4),
+        known(totals.far_tokens, totals.far_mean(), 4),
         totals.far_tokens,
         path.display()
     );
