@@ -106,6 +106,10 @@ pub struct EvalArgs {
     /// spec's segment length.
     #[arg(long)]
     pub window: Option<usize>,
+    /// Ablation: evaluate the same trained memory model with its memory gates closed, so
+    /// memory has no effect (writes eval-nomemory.json).
+    #[arg(long, conflicts_with = "window")]
+    pub no_memory: bool,
     /// Held-out documents use the spec's seed plus this offset.
     #[arg(long, default_value_t = 1000)]
     pub seed_offset: u64,

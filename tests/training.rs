@@ -279,6 +279,24 @@ fn eval_reports_memory_methods_and_the_long_window_reference() {
                 .unwrap();
         assert_eq!(report["window"], 16);
         assert_eq!(report["far_hit_rate_any_head"].is_number(), method == Method::Longmem);
+        let ablation = longmem()
+            .args(["eval", "--no-memory", "--documents", "2"])
+            .arg(&spec)
+            .assert();
+        if method == Method::Longmem {
+            ablation.success();
+            let closed: serde_json::Value =
+                serde_json::from_str(&std::fs::read_to_string(dir.path().join("longmem/eval-nomemory.json")).unwrap())
+                    .unwrap();
+            assert_eq!(closed["memory_gates_closed"], true);
+            assert_eq!(closed["totals"]["tokens"], report["totals"]["tokens"]);
+            assert_ne!(
+                closed["totals"]["nll"], report["totals"]["nll"],
+                "memory changed the numbers"
+            );
+        } else {
+            ablation.failure().stderr(predicate::str::contains("has no memory"));
+        }
     }
     // The newgpt (ALiBi) plain backbone runs at twice its training window; "far" stays
     // relative to the 16-token training window, so the same tokens are scored.

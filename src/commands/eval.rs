@@ -10,7 +10,7 @@ use crate::fsutil::write_json_atomic;
 use crate::harness::build::{self, Split};
 use crate::harness::spec::{DataSpec, Spec};
 use crate::models::{weights, BlockStyle};
-use crate::train::Method;
+use crate::train::{Learner, Method};
 use anyhow::{bail, Context};
 use serde::Serialize;
 
@@ -19,6 +19,8 @@ struct EvalReport<'a> {
     method: String,
     /// Local window the evaluation ran with ("far" is always relative to the spec's).
     window: usize,
+    /// Memory gates closed (the no-memory ablation).
+    memory_gates_closed: bool,
     /// Held-out documents per batch row (generators), or every held-out document (corpora).
     documents_per_row: u64,
     totals: &'a NllTotals,
@@ -52,6 +54,9 @@ pub fn run(args: &EvalArgs) -> anyhow::Result<()> {
     }
     weights::load_safetensors(learner.trained_vs(), &file, spec.backbone.style)
         .with_context(|| format!("loading the trained weights of {}", spec.out_dir.display()))?;
+    if args.no_memory {
+        close_memory_gates(&learner, &spec)?;
+    }
     let source = build::source(
         &spec,
         Split::HeldOut {
@@ -74,6 +79,7 @@ pub fn run(args: &EvalArgs) -> anyhow::Result<()> {
     let report = EvalReport {
         method: spec.method.to_string(),
         window,
+        memory_gates_closed: args.no_memory,
         documents_per_row: documents,
         totals: &totals,
         perplexity: totals.perplexity(),
@@ -81,9 +87,10 @@ pub fn run(args: &EvalArgs) -> anyhow::Result<()> {
         near_nll: totals.near_mean(),
         far_hit_rate_any_head: hit_rate,
     };
-    let path = match args.window {
-        None => spec.out_dir.join("eval.json"),
-        Some(w) => spec.out_dir.join(format!("eval-window{w}.json")),
+    let path = match (args.window, args.no_memory) {
+        (Some(w), _) => spec.out_dir.join(format!("eval-window{w}.json")),
+        (None, true) => spec.out_dir.join("eval-nomemory.json"),
+        (None, false) => spec.out_dir.join("eval.json"),
     };
     write_json_atomic(&path, &report).with_context(|| format!("writing {}", path.display()))?;
     // Corpora without known answers have no near/far tokens: print "-" rather than NaN.
@@ -144,4 +151,15 @@ fn long_window(spec: &Spec, window: usize) -> anyhow::Result<usize> {
         );
     }
     Ok(window)
+}
+
+/// Sets every memory gate logit to −∞: σ = 0, so the joint attention is exactly local.
+fn close_memory_gates(learner: &Learner, spec: &Spec) -> anyhow::Result<()> {
+    let gate = match learner {
+        Learner::LongMem { model, .. } => &model.gate,
+        Learner::MemTrm { model, .. } => &model.gate,
+        Learner::Backbone { .. } => bail!("--no-memory ablates a memory model; {} has no memory", spec.method),
+    };
+    let _ = tch::no_grad(|| gate.shallow_clone().fill_(f64::NEG_INFINITY));
+    Ok(())
 }
