@@ -279,6 +279,15 @@ fn eval_reports_memory_methods_and_the_long_window_reference() {
                 .unwrap();
         assert_eq!(report["window"], 16);
         assert_eq!(report["far_hit_rate_any_head"].is_number(), method == Method::Longmem);
+        // Two heads, each gate a probability; plain models have none.
+        match method {
+            Method::Longmem => {
+                let gates = report["memory_gates"].as_array().unwrap();
+                assert_eq!(gates.len(), 2);
+                assert!(gates.iter().all(|g| (0.0..=1.0).contains(&g.as_f64().unwrap())));
+            }
+            _ => assert!(report["memory_gates"].is_null()),
+        }
         let ablation = longmem()
             .args(["eval", "--no-memory", "--documents", "2"])
             .arg(&spec)

@@ -28,6 +28,8 @@ struct EvalReport<'a> {
     far_nll: f64,
     near_nll: f64,
     far_hit_rate_any_head: Option<f64>,
+    /// σ(g_h) per head of the memory layer's gate, for memory methods.
+    memory_gates: Option<Vec<f64>>,
 }
 
 pub fn run(args: &EvalArgs) -> anyhow::Result<()> {
@@ -86,6 +88,7 @@ pub fn run(args: &EvalArgs) -> anyhow::Result<()> {
         far_nll: totals.far_mean(),
         near_nll: totals.near_mean(),
         far_hit_rate_any_head: hit_rate,
+        memory_gates: memory_gates(&learner),
     };
     let path = match (args.window, args.no_memory) {
         (Some(w), _) => spec.out_dir.join(format!("eval-window{w}.json")),
@@ -113,6 +116,10 @@ pub fn run(args: &EvalArgs) -> anyhow::Result<()> {
         totals.far_tokens,
         path.display()
     );
+    if let Some(gates) = &report.memory_gates {
+        let shown: Vec<String> = gates.iter().map(|g| format!("{g:.3}")).collect();
+        println!("  memory gates σ(g) per head: {}", shown.join(" "));
+    }
     for b in &totals.by_length {
         println!(
             "  length {:<10} {:>5} documents  {:>10.0} tokens  perplexity {:.3}",
@@ -162,4 +169,14 @@ fn close_memory_gates(learner: &Learner, spec: &Spec) -> anyhow::Result<()> {
     };
     let _ = tch::no_grad(|| gate.shallow_clone().fill_(f64::NEG_INFINITY));
     Ok(())
+}
+
+/// σ(g_h) of each head's memory gate.
+fn memory_gates(learner: &Learner) -> Option<Vec<f64>> {
+    let gate = match learner {
+        Learner::LongMem { model, .. } => &model.gate,
+        Learner::MemTrm { model, .. } => &model.gate,
+        Learner::Backbone { .. } => return None,
+    };
+    Vec::<f64>::try_from(gate.sigmoid().to_kind(tch::Kind::Double)).ok()
 }
