@@ -17,6 +17,7 @@ pub mod harness;
 pub mod logging;
 pub mod memory;
 pub mod models;
+pub mod profile;
 pub mod seed;
 pub mod tokenizer;
 pub mod train;

@@ -80,7 +80,7 @@ fn every_held_out_document_is_scored_once_and_matches_a_slow_reference() {
     assert_eq!(docs.iter().map(Vec::len).collect::<Vec<_>>(), vec![310, 340, 370]);
     let batches = longmem_bench::eval::segments_to_cover(&source, 2, 2, 16);
     let mut stream = SegmentStream::new(source, 2, 16, Device::Cpu);
-    let totals = stream_nll_bucketed(&mut learner, &mut stream, batches, &[320, 360]);
+    let totals = stream_nll_bucketed(&mut learner, &mut stream, batches, &[320, 360], &Default::default());
     assert_eq!(
         totals.tokens,
         (309 + 339 + 369) as f64,

@@ -279,6 +279,23 @@ fn eval_reports_memory_methods_and_the_long_window_reference() {
                 .unwrap();
         assert_eq!(report["window"], 16);
         assert_eq!(report["far_hit_rate_any_head"].is_number(), method == Method::Longmem);
+        // Cost: stage latencies that account for the wall time, and an MFU in (0, 1].
+        let cost = &report["cost"];
+        let stages = cost["latency_us_per_position"].as_object().unwrap();
+        assert_eq!(
+            stages.contains_key("retrieval"),
+            method == Method::Longmem,
+            "{stages:?}"
+        );
+        let stage_sum: f64 = stages.values().map(|v| v.as_f64().unwrap()).sum();
+        let per_position = 1e6 / cost["positions_per_second"].as_f64().unwrap();
+        assert!(
+            stage_sum > 0.0 && stage_sum <= per_position * 1.01,
+            "{stage_sum} vs {per_position}"
+        );
+        let mfu = cost["mfu"].as_f64().unwrap();
+        assert!(mfu > 0.0 && mfu <= 1.0, "{mfu}");
+        assert!(cost["peak_rss_bytes"].as_u64().unwrap() > 1 << 20);
         // Two heads, each gate a probability; plain models have none.
         match method {
             Method::Longmem => {

@@ -5,11 +5,14 @@
 
 use crate::cli::EvalArgs;
 use crate::data::SegmentStream;
-use crate::eval::{segments_to_cover, stream_nll, NllTotals};
+use crate::device::measure_matmul_peak;
+use crate::eval::cost::{forward_flops_per_token, CostReport, FlopShape};
+use crate::eval::{segments_to_cover, stream_nll_bucketed, NllTotals, PAPER_LENGTH_EDGES};
 use crate::fsutil::write_json_atomic;
 use crate::harness::build::{self, Split};
 use crate::harness::spec::{DataSpec, Spec};
 use crate::models::{weights, BlockStyle};
+use crate::profile::StageClock;
 use crate::train::{Learner, Method};
 use anyhow::{bail, Context};
 use serde::Serialize;
@@ -28,6 +31,7 @@ struct EvalReport<'a> {
     far_nll: f64,
     near_nll: f64,
     far_hit_rate_any_head: Option<f64>,
+    cost: CostReport,
     /// σ(g_h) per head of the memory layer's gate, for memory methods.
     memory_gates: Option<Vec<f64>>,
 }
@@ -76,7 +80,19 @@ pub fn run(args: &EvalArgs) -> anyhow::Result<()> {
     let documents = documents.min(first_missing(&source, spec.batch_size));
     let batches = segments_to_cover(&source, spec.batch_size, documents, window);
     let mut stream = SegmentStream::new(source, spec.batch_size, window, device).with_far_reference(spec.segment_len);
-    let totals = stream_nll(&mut learner, &mut stream, batches);
+    let clock = StageClock::new(device);
+    let start = std::time::Instant::now();
+    let totals = stream_nll_bucketed(&mut learner, &mut stream, batches, &PAPER_LENGTH_EDGES, &clock);
+    let wall = start.elapsed().as_secs_f64();
+    let cost = cost_report(
+        &spec,
+        &learner,
+        &clock,
+        wall,
+        (batches * spec.batch_size * window) as f64,
+        window,
+        device,
+    );
     let hit_rate = learner.bank().map(|_| totals.hit_rate_any_head());
     let report = EvalReport {
         method: spec.method.to_string(),
@@ -88,6 +104,7 @@ pub fn run(args: &EvalArgs) -> anyhow::Result<()> {
         far_nll: totals.far_mean(),
         near_nll: totals.near_mean(),
         far_hit_rate_any_head: hit_rate,
+        cost,
         memory_gates: memory_gates(&learner),
     };
     let path = match (args.window, args.no_memory) {
@@ -120,6 +137,21 @@ pub fn run(args: &EvalArgs) -> anyhow::Result<()> {
         let shown: Vec<String> = gates.iter().map(|g| format!("{g:.3}")).collect();
         println!("  memory gates σ(g) per head: {}", shown.join(" "));
     }
+    let c = &report.cost;
+    let stages: Vec<String> = c
+        .latency_us_per_position
+        .iter()
+        .map(|(k, v)| format!("{k} {v:.2}"))
+        .collect();
+    println!(
+        "  cost: {:.0} positions/s, µs per position: {}; peak RSS {:.0} MiB; {:.2} GFLOP/s of {:.0} measured (MFU {:.1}%)",
+        c.positions_per_second,
+        stages.join(", "),
+        c.peak_rss_bytes.unwrap_or(0) as f64 / (1 << 20) as f64,
+        c.achieved_gflops,
+        c.peak_gflops,
+        100.0 * c.mfu
+    );
     for b in &totals.by_length {
         println!(
             "  length {:<10} {:>5} documents  {:>10.0} tokens  perplexity {:.3}",
@@ -179,4 +211,40 @@ fn memory_gates(learner: &Learner) -> Option<Vec<f64>> {
         Learner::Backbone { .. } => return None,
     };
     Vec::<f64>::try_from(gate.sigmoid().to_kind(tch::Kind::Double)).ok()
+}
+
+/// Throughput, stage latencies, peak memory and MFU of the evaluation that just ran.
+fn cost_report(
+    spec: &Spec,
+    learner: &Learner,
+    clock: &StageClock,
+    wall: f64,
+    positions: f64,
+    window: usize,
+    device: tch::Device,
+) -> CostReport {
+    let memory = learner
+        .bank()
+        .map(|b| (b.config().capacity / b.config().chunk, spec.memory.k));
+    let shape = FlopShape {
+        backbone: &spec.backbone,
+        window: window as i64,
+        sidenet_layers: if matches!(learner, Learner::LongMem { .. }) {
+            spec.sidenet.layers
+        } else {
+            0
+        },
+        backbone_head: !matches!(learner, Learner::LongMem { .. }),
+        memory,
+    };
+    // The same matmul peak `longmem doctor` measures, in this process.
+    let n = if device.is_cuda() { 8192 } else { 1024 };
+    let peak = measure_matmul_peak(device, tch::Kind::Float, n, 3, std::time::Duration::from_millis(200));
+    CostReport::new(
+        clock,
+        wall,
+        positions,
+        forward_flops_per_token(&shape),
+        peak.gflops_median,
+    )
 }

@@ -5,6 +5,7 @@
 //! paper's 5K-10K, 10K-100K, 100K-500K, 500K-1M, >1M tokens, plus <5K).
 
 use crate::data::{DocumentSource, SegmentStream};
+use crate::profile::StageClock;
 use crate::train::Learner;
 use serde::{Deserialize, Serialize};
 use tch::{Kind, Tensor};
@@ -109,15 +110,17 @@ pub fn stream_nll<S: DocumentSource>(
     stream: &mut SegmentStream<S>,
     batches: usize,
 ) -> NllTotals {
-    stream_nll_bucketed(learner, stream, batches, &PAPER_LENGTH_EDGES)
+    stream_nll_bucketed(learner, stream, batches, &PAPER_LENGTH_EDGES, &StageClock::disabled())
 }
 
-/// [`stream_nll`] with explicit length-bucket edges (increasing, in tokens).
+/// [`stream_nll`] with explicit length-bucket edges (increasing, in tokens), charging each
+/// stage of the forward passes to `clock`.
 pub fn stream_nll_bucketed<S: DocumentSource>(
     learner: &mut Learner,
     stream: &mut SegmentStream<S>,
     batches: usize,
     edges: &[usize],
+    clock: &StageClock,
 ) -> NllTotals {
     let _guard = tch::no_grad_guard();
     if let Some(bank) = learner.bank_mut() {
@@ -134,7 +137,7 @@ pub fn stream_nll_bucketed<S: DocumentSource>(
     let mut totals = NllTotals::default();
     for _ in 0..batches {
         let batch = stream.next_batch();
-        let out = learner.forward(&batch, false);
+        let out = learner.forward_timed(&batch, false, clock);
         let logp = out.logits.log_softmax(-1, Kind::Float);
         let token_nll = -logp.gather(-1, &batch.targets.unsqueeze(-1), false).squeeze_dim(-1); // [B, T]
         let sum = |mask: &Tensor| {

@@ -99,6 +99,18 @@ impl Backbone {
 
     /// Forward pass in which `hook`, when given, computes the memory layer's attention.
     pub fn forward_with(&self, tokens: &Tensor, train: bool, hook: Option<&dyn LayerAttention>) -> BackboneOutput {
+        let (hidden, memory_qkv) = self.hidden_states(tokens, train, hook);
+        let logits = self.head(&hidden[hidden.len() - 1]);
+        BackboneOutput {
+            logits,
+            hidden,
+            memory_qkv,
+        }
+    }
+
+    /// The forward pass without the LM head: `H[0..L]` (the last after the final LN) and the
+    /// memory layer's q/k/v. LongMem needs no backbone logits.
+    pub fn hidden_states(&self, tokens: &Tensor, train: bool, hook: Option<&dyn LayerAttention>) -> (Vec<Tensor>, Qkv) {
         let memory_layer = self.config.memory_layer as usize;
         let mut hidden = Vec::with_capacity(self.blocks.len() + 1);
         let mut x = self.embed(tokens, train);
@@ -112,13 +124,10 @@ impl Backbone {
             }
             x = out.hidden;
         }
-        let x = self.final_norm(&x);
-        let logits = self.head(&x);
-        hidden.push(x);
-        BackboneOutput {
-            logits,
+        hidden.push(self.final_norm(&x));
+        (
             hidden,
-            memory_qkv: memory_qkv.expect("memory_layer is validated to be a block index"),
-        }
+            memory_qkv.expect("memory_layer is validated to be a block index"),
+        )
     }
 }

@@ -11,6 +11,7 @@
 use super::attention::{Attention, Qkv};
 use super::block::LayerAttention;
 use crate::memory::{MemoryBank, Retrieved};
+use crate::profile::{Stage, StageClock};
 use serde::{Deserialize, Serialize};
 use std::cell::RefCell;
 use tch::{Kind, Tensor};
@@ -40,6 +41,8 @@ pub struct JointAttention<'a> {
     pub log_temperature: Option<&'a Tensor>,
     /// The last retrieval's chunk indices `[B, H, T, K/c]`, for diagnostics.
     pub retrieved_chunks: RefCell<Option<Tensor>>,
+    /// Charges retrieval and joint attention time, when profiling.
+    pub clock: Option<&'a StageClock>,
 }
 
 impl<'a> JointAttention<'a> {
@@ -51,6 +54,7 @@ impl<'a> JointAttention<'a> {
             mode,
             log_temperature: None,
             retrieved_chunks: RefCell::new(None),
+            clock: None,
         }
     }
 }
@@ -62,6 +66,18 @@ pub fn l2_normalize(x: &Tensor) -> Tensor {
 
 impl LayerAttention for JointAttention<'_> {
     fn attend(&self, attn: &Attention, qkv: &Qkv, train: bool) -> Tensor {
+        let Some(clock) = self.clock else {
+            return self.joint(attn, qkv, train);
+        };
+        let retrieval_before = clock.spent(Stage::Retrieval);
+        let out = clock.time(Stage::JointAttention, || self.joint(attn, qkv, train));
+        clock.subtract(Stage::JointAttention, clock.spent(Stage::Retrieval) - retrieval_before);
+        out
+    }
+}
+
+impl JointAttention<'_> {
+    fn joint(&self, attn: &Attention, qkv: &Qkv, train: bool) -> Tensor {
         let (_b, h, t, d) = qkv.q.size4().expect("q must be [B, H, T, d]");
         let (qkv, scale) = match self.log_temperature {
             None => (qkv.shallow_clone(), 1.0 / (d as f64).sqrt()),
@@ -78,10 +94,12 @@ impl LayerAttention for JointAttention<'_> {
                 )
             }
         };
-        let retrieved = self
-            .bank
-            .retrieve(&qkv.q, self.k_tokens)
-            .expect("k_tokens is validated against the chunk size when the model is built");
+        let retrieve = || self.bank.retrieve(&qkv.q, self.k_tokens);
+        let retrieved = match self.clock {
+            Some(clock) => clock.time(Stage::Retrieval, retrieve),
+            None => retrieve(),
+        }
+        .expect("k_tokens is validated against the chunk size when the model is built");
         *self.retrieved_chunks.borrow_mut() = Some(retrieved.chunk_index.shallow_clone());
         let Retrieved { keys, values, mask, .. } = retrieved;
         let kind = qkv.q.kind();

@@ -17,6 +17,7 @@ use super::config::{BackboneConfig, Gelu};
 use super::joint::{JointAttention, JointMode};
 use super::layers::layer_norm;
 use crate::memory::MemoryBank;
+use crate::profile::{Stage, StageClock};
 use serde::{Deserialize, Serialize};
 use tch::{nn, nn::Module, Tensor};
 
@@ -160,10 +161,40 @@ impl LongMem {
 
     /// Reads the bank (never the segment itself) and returns logits and what to write.
     pub fn forward(&self, tokens: &Tensor, bank: &MemoryBank, train: bool) -> LongMemOutput {
-        let frozen = tch::no_grad(|| self.backbone.forward(tokens, false));
-        let hidden = &frozen.hidden;
+        self.forward_timed(tokens, bank, train, &StageClock::disabled())
+    }
+
+    /// [`LongMem::forward`], charging the backbone, retrieval, joint attention and the rest
+    /// of the SideNet to `clock`.
+    pub fn forward_timed(&self, tokens: &Tensor, bank: &MemoryBank, train: bool, clock: &StageClock) -> LongMemOutput {
+        let (hidden, memory_qkv) = clock.time(Stage::Backbone, || {
+            tch::no_grad(|| self.backbone.hidden_states(tokens, false, None))
+        });
+        let before = clock.spent(Stage::Retrieval) + clock.spent(Stage::JointAttention);
+        let (logits, side_hidden, retrieved_chunks) =
+            clock.time(Stage::SideNet, || self.side_forward(&hidden, bank, train, clock));
+        let inner = clock.spent(Stage::Retrieval) + clock.spent(Stage::JointAttention) - before;
+        clock.subtract(Stage::SideNet, inner);
+        LongMemOutput {
+            logits,
+            side_hidden,
+            memory_keys: memory_qkv.k,
+            memory_values: memory_qkv.v,
+            retrieved_chunks,
+        }
+    }
+
+    /// The SideNet over the backbone's hidden states: logits, its stream, retrieved chunks.
+    fn side_forward(
+        &self,
+        hidden: &[Tensor],
+        bank: &MemoryBank,
+        train: bool,
+        clock: &StageClock,
+    ) -> (Tensor, Vec<Tensor>, Tensor) {
         let stride = (hidden.len() as i64 - 1) / self.config.layers;
-        let hook = JointAttention::new(bank, &self.gate, self.config.k_tokens, self.config.joint);
+        let mut hook = JointAttention::new(bank, &self.gate, self.config.k_tokens, self.config.joint);
+        hook.clock = clock.enabled().then_some(clock);
         let mut x = hidden[0].shallow_clone();
         let mut side_hidden = vec![x.shallow_clone()];
         for (i, block) in self.blocks.iter().enumerate() {
@@ -176,12 +207,6 @@ impl LongMem {
         }
         let logits = self.backbone.head(&self.ln_f.forward(&x));
         let retrieved_chunks = hook.retrieved_chunks.borrow_mut().take().expect("the memory layer ran");
-        LongMemOutput {
-            logits,
-            side_hidden,
-            memory_keys: frozen.memory_qkv.k,
-            memory_values: frozen.memory_qkv.v,
-            retrieved_chunks,
-        }
+        (logits, side_hidden, retrieved_chunks)
     }
 }

@@ -10,6 +10,7 @@
 use super::backbone::{Backbone, BackboneOutput};
 use super::joint::{l2_normalize, JointAttention, JointMode};
 use crate::memory::MemoryBank;
+use crate::profile::{Stage, StageClock};
 use serde::{Deserialize, Serialize};
 use tch::{nn, Tensor};
 
@@ -96,9 +97,21 @@ impl MemTrm {
     }
 
     pub fn forward(&self, tokens: &Tensor, bank: &MemoryBank, train: bool) -> MemTrmOutput {
+        self.forward_timed(tokens, bank, train, &StageClock::disabled())
+    }
+
+    /// [`MemTrm::forward`], charging retrieval and joint attention to `clock` and the rest
+    /// of the backbone to its backbone stage.
+    pub fn forward_timed(&self, tokens: &Tensor, bank: &MemoryBank, train: bool, clock: &StageClock) -> MemTrmOutput {
         let mut hook = JointAttention::new(bank, &self.gate, self.config.k_tokens, self.config.joint);
         hook.log_temperature = self.log_temperature.as_ref();
-        let out = self.backbone.forward_with(tokens, train, Some(&hook));
+        hook.clock = clock.enabled().then_some(clock);
+        let before = clock.spent(Stage::Retrieval) + clock.spent(Stage::JointAttention);
+        let out = clock.time(Stage::Backbone, || {
+            self.backbone.forward_with(tokens, train, Some(&hook))
+        });
+        let inner = clock.spent(Stage::Retrieval) + clock.spent(Stage::JointAttention) - before;
+        clock.subtract(Stage::Backbone, inner);
         let retrieved_chunks = hook.retrieved_chunks.borrow_mut().take().expect("the memory layer ran");
         let keys = out.memory_qkv.k.detach();
         let memory_keys = if self.config.qk_norm { l2_normalize(&keys) } else { keys };

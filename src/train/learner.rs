@@ -5,6 +5,7 @@
 use crate::data::Batch;
 use crate::memory::{BankSharing, MemoryBank};
 use crate::models::{Backbone, LongMem, MemTrm};
+use crate::profile::{Stage, StageClock};
 use serde::{Deserialize, Serialize};
 use tch::{nn::VarStore, Kind, Tensor};
 
@@ -120,9 +121,14 @@ impl Learner {
 
     /// Resets memory where a row starts a document, reads, then writes the segment.
     pub fn forward(&mut self, batch: &Batch, train: bool) -> StepOutput {
+        self.forward_timed(batch, train, &StageClock::disabled())
+    }
+
+    /// [`Learner::forward`], charging each stage's time to `clock`.
+    pub fn forward_timed(&mut self, batch: &Batch, train: bool, clock: &StageClock) -> StepOutput {
         match self {
             Learner::Backbone { model, .. } => StepOutput {
-                logits: model.forward(&batch.inputs, train).logits,
+                logits: clock.time(Stage::Backbone, || model.forward(&batch.inputs, train).logits),
                 retrieved_chunks: None,
             },
             Learner::LongMem {
@@ -130,8 +136,8 @@ impl Learner {
                 bank,
                 reset_at_document,
                 ..
-            } => memory_step(bank, batch, *reset_at_document, |bank| {
-                let out = model.forward(&batch.inputs, bank, train);
+            } => memory_step(bank, batch, *reset_at_document, clock, |bank| {
+                let out = model.forward_timed(&batch.inputs, bank, train, clock);
                 (out.logits, out.memory_keys, out.memory_values, out.retrieved_chunks)
             }),
             Learner::MemTrm {
@@ -139,8 +145,8 @@ impl Learner {
                 bank,
                 reset_at_document,
                 ..
-            } => memory_step(bank, batch, *reset_at_document, |bank| {
-                let out = model.forward(&batch.inputs, bank, train);
+            } => memory_step(bank, batch, *reset_at_document, clock, |bank| {
+                let out = model.forward_timed(&batch.inputs, bank, train, clock);
                 (
                     out.backbone.logits,
                     out.memory_keys,
@@ -159,11 +165,12 @@ fn memory_step(
     bank: &mut MemoryBank,
     batch: &Batch,
     reset_at_document: bool,
+    clock: &StageClock,
     forward: impl FnOnce(&MemoryBank) -> (Tensor, Tensor, Tensor, Tensor),
 ) -> StepOutput {
     reset_rows(bank, &batch.reset, reset_at_document);
     let (logits, keys, values, retrieved_chunks) = forward(bank);
-    bank.write(&keys, &values);
+    clock.time(Stage::MemoryWrite, || bank.write(&keys, &values));
     StepOutput {
         logits,
         retrieved_chunks: Some(retrieved_chunks),
