@@ -367,3 +367,43 @@ fn f16_on_a_machine_without_cuda_is_refused_not_run_in_f32() {
     assert!(err.contains("needs a CUDA device"), "{err}");
     assert!(!spec.out_dir.exists(), "nothing is written");
 }
+
+#[test]
+fn staleness_is_zero_for_longmem_and_grows_with_age_for_memtrm() {
+    let read = |dir: &Path| -> Vec<(u64, u64, f64)> {
+        std::fs::read_to_string(dir.join("out/staleness.csv"))
+            .unwrap()
+            .lines()
+            .skip(1)
+            .map(|l| {
+                let f: Vec<&str> = l.split(',').collect();
+                (f[0].parse().unwrap(), f[1].parse().unwrap(), f[2].parse().unwrap())
+            })
+            .collect()
+    };
+    let mut by_method = Vec::new();
+    for method in [Method::Longmem, Method::Memtrm] {
+        let dir = tempfile::tempdir().unwrap();
+        write_backbone(dir.path());
+        // No dropout: written and re-derived keys then differ only by what training changed.
+        let text =
+            spec_text(method, 8, "staleness_every = 4\nstaleness_window = 3").replace("dropout = 0.1", "dropout = 0.0");
+        let spec = Spec::parse(&text, &dir.path().join("spec.toml")).unwrap();
+        let _rng = common::rng_lock();
+        let mut learner = build::learner(&spec, Device::Cpu).unwrap();
+        let mut stream = build::train_stream(&spec, Device::Cpu).unwrap();
+        train(&mut learner, &mut stream, &spec.train, &spec.out_dir, None).unwrap();
+        let rows = read(dir.path());
+        assert_eq!(
+            rows.iter().map(|r| (r.0, r.1)).collect::<Vec<_>>(),
+            vec![(4, 0), (4, 1), (4, 2), (8, 0), (8, 1), (8, 2)]
+        );
+        by_method.push(rows);
+    }
+    // LongMem's writer is the frozen backbone: its cached keys never go stale.
+    assert!(by_method[0].iter().all(|r| r.2.abs() < 1e-6), "{:?}", by_method[0]);
+    // MemTRM trains the block that writes its keys: older keys have drifted further.
+    let memtrm = &by_method[1];
+    assert!(memtrm.iter().all(|r| r.2 > 0.0), "{memtrm:?}");
+    assert!(memtrm[5].2 > memtrm[3].2, "age 2 more stale than age 0: {memtrm:?}");
+}

@@ -237,6 +237,12 @@ pub struct RawTrain {
     /// "f32", or "f16": autocast with loss scaling, CUDA only.
     #[serde(default = "defaults::precision")]
     pub precision: Precision,
+    /// Steps between memory-staleness measurements (0: none; memory methods only).
+    #[serde(default)]
+    pub staleness_every: u64,
+    /// Recent segments whose written keys each measurement re-derives.
+    #[serde(default = "defaults::staleness_window")]
+    pub staleness_window: usize,
 }
 
 mod defaults {
@@ -269,6 +275,9 @@ mod defaults {
     }
     pub fn holdout() -> f64 {
         0.1
+    }
+    pub fn staleness_window() -> usize {
+        8
     }
     pub fn log_every() -> u64 {
         10
@@ -358,6 +367,16 @@ fn resolve(raw: RawSpec, path: &Path) -> Result<Spec, SpecError> {
             "train.precision",
             &"f16",
             "f32 on device = \"cpu\" (f16 autocast is CUDA-only)",
+        ));
+    }
+    if t.staleness_every > 0 && !matches!(raw.method, Method::Longmem | Method::Memtrm) {
+        return Err(invalid(
+            "train.staleness_every",
+            &t.staleness_every,
+            &format!(
+                "0 for method {}: staleness is measured on a memory (longmem, memtrm)",
+                raw.method
+            ),
         ));
     }
     if t.warmup >= t.steps {
@@ -518,6 +537,8 @@ fn resolve(raw: RawSpec, path: &Path) -> Result<Spec, SpecError> {
         checkpoint_every: t.checkpoint_every,
         seed: raw.seed,
         precision: t.precision,
+        staleness_every: t.staleness_every,
+        staleness_window: t.staleness_window,
     };
     Ok(Spec {
         seed: raw.seed,

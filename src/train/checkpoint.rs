@@ -6,7 +6,7 @@
 //! previous checkpoint intact.
 
 use super::precision::LossScaler;
-use super::trainer::LogRow;
+use super::trainer::{LogRow, StalenessRow};
 use crate::data::StreamState;
 use crate::fsutil::{write_atomic, write_json_atomic};
 use crate::models::weights::{self, WeightsError};
@@ -23,6 +23,9 @@ pub struct CheckpointState {
     /// The f16 loss scale (unused under f32).
     #[serde(default)]
     pub scaler: LossScaler,
+    /// Staleness measured so far.
+    #[serde(default)]
+    pub staleness: Vec<StalenessRow>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -143,6 +146,7 @@ mod tests {
             stream: StreamState { rows: vec![] },
             log: rows.clone(),
             scaler: LossScaler::default(),
+            staleness: vec![],
         };
         let back: CheckpointState = serde_json::from_str(&serde_json::to_string_pretty(&state).unwrap()).unwrap();
         for (a, b) in rows.iter().zip(&back.log) {

@@ -42,6 +42,8 @@ pub struct StepOutput {
     pub logits: Tensor,
     /// `[B, H, T, K/c]` retrieved chunk indices, for memory methods.
     pub retrieved_chunks: Option<Tensor>,
+    /// `[B, H, T, d]` the keys this step wrote to memory, for memory methods.
+    pub written_keys: Option<Tensor>,
 }
 
 pub enum Learner {
@@ -105,6 +107,20 @@ impl Learner {
         }
     }
 
+    /// The memory-layer keys the current weights write for `inputs` `[B, T]` (evaluation
+    /// mode), `[B, H, T, d]`; `None` for methods without memory. Keys at the memory layer
+    /// depend only on the blocks below it, which never see memory, so tokens alone decide
+    /// them.
+    pub fn memory_keys(&self, inputs: &Tensor) -> Option<Tensor> {
+        let backbone = match self {
+            Learner::Backbone { .. } => return None,
+            Learner::LongMem { model, .. } => &model.backbone,
+            Learner::MemTrm { model, .. } => &model.backbone,
+        };
+        let (_, qkv) = tch::no_grad(|| backbone.hidden_states(inputs, false, None));
+        Some(qkv.k)
+    }
+
     pub fn bank(&self) -> Option<&MemoryBank> {
         match self {
             Learner::Backbone { .. } => None,
@@ -130,6 +146,7 @@ impl Learner {
             Learner::Backbone { model, .. } => StepOutput {
                 logits: clock.time(Stage::Backbone, || model.forward(&batch.inputs, train).logits),
                 retrieved_chunks: None,
+                written_keys: None,
             },
             Learner::LongMem {
                 model,
@@ -174,6 +191,7 @@ fn memory_step(
     StepOutput {
         logits,
         retrieved_chunks: Some(retrieved_chunks),
+        written_keys: Some(keys),
     }
 }
 

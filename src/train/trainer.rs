@@ -34,6 +34,19 @@ pub struct TrainConfig {
     pub seed: u64,
     /// f32, or f16 autocast with loss scaling (CUDA only).
     pub precision: Precision,
+    /// Steps between staleness measurements (0: none); memory methods only.
+    pub staleness_every: u64,
+    /// How many recent segments' written keys the staleness measurement compares.
+    pub staleness_window: usize,
+}
+
+/// Memory staleness (DESIGN.md §3): the mean cosine distance between the keys a step wrote
+/// and the keys the weights at `step` produce for the same tokens, `age` steps later.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StalenessRow {
+    pub step: u64,
+    pub age: u64,
+    pub cosine_distance: f64,
 }
 
 /// One line of the loss log: the mean over the steps since the previous line.
@@ -108,22 +121,32 @@ pub fn train<S: DocumentSource>(
     let mut log = Vec::new();
     let mut resumed_from = None;
     let mut scaler = LossScaler::default();
+    let mut resumed_staleness = Vec::new();
     if let Some(ckpt) = checkpoint::load_latest(&ckpt_root)? {
         restore(learner, &mut optimizer, stream, &ckpt, &ckpt_root)?;
         start = ckpt.state.step;
         log = ckpt.state.log;
         scaler = ckpt.state.scaler;
+        resumed_staleness = ckpt.state.staleness;
         resumed_from = Some(start);
         tracing::info!(step = start, "resumed from checkpoint");
     }
     let (mut window_loss, mut window_norm, mut window_steps) = (0.0, 0.0, 0u64);
     let mut tokens = 0u64;
     let clock = Instant::now();
+    // Recent (inputs, written keys), newest first, and the staleness measured so far. After
+    // a resume the window refills from the resumed step on.
+    let mut recent: std::collections::VecDeque<(tch::Tensor, tch::Tensor)> = Default::default();
+    let mut staleness: Vec<StalenessRow> = resumed_staleness;
     for step in start..config.steps {
         tch::manual_seed(mix(config.seed, 0x5354_4550, step) as i64);
         let lr = learning_rate(config.lr, step, config.warmup, config.steps);
         let batch = stream.next_batch();
         let out = tch::autocast(config.precision == Precision::F16, || learner.forward(&batch, true));
+        if let (true, Some(keys)) = (config.staleness_every > 0, &out.written_keys) {
+            recent.push_front((batch.inputs.shallow_clone(), keys.detach()));
+            recent.truncate(config.staleness_window.max(1));
+        }
         let (nll, count) = masked_nll(&out.logits, &batch.targets, &batch.loss_mask);
         let loss = nll / count.clamp_min(1.0);
         let value = loss.double_value(&[]);
@@ -170,6 +193,9 @@ pub fn train<S: DocumentSource>(
             log.push(row);
             (window_loss, window_norm, window_steps) = (0.0, 0.0, 0);
         }
+        if config.staleness_every > 0 && done % config.staleness_every == 0 {
+            staleness.extend(measure_staleness(learner, &recent, done));
+        }
         let stop = stop_after == Some(done);
         let periodic = config.checkpoint_every > 0 && done % config.checkpoint_every == 0;
         if periodic || stop || done == config.steps {
@@ -178,6 +204,7 @@ pub fn train<S: DocumentSource>(
                 stream: stream.state().clone(),
                 log: log.clone(),
                 scaler,
+                staleness: staleness.clone(),
             };
             save(learner, &optimizer, state, &ckpt_root)?;
         }
@@ -189,6 +216,17 @@ pub fn train<S: DocumentSource>(
     let wall_seconds = clock.elapsed().as_secs_f64();
     weights::save_safetensors(learner.trained_vs(), &out_dir.join(learner.weights_file()))?;
     write_log_csv(&out_dir.join("train_log.csv"), &log)?;
+    if config.staleness_every > 0 {
+        let mut text = String::from("step,age,cosine_distance\n");
+        for r in &staleness {
+            text.push_str(&format!("{},{},{}\n", r.step, r.age, r.cosine_distance));
+        }
+        let path = out_dir.join("staleness.csv");
+        write_atomic(&path, text.as_bytes()).map_err(|source| TrainError::Io {
+            path: path.display().to_string(),
+            source,
+        })?;
+    }
     let summary = TrainSummary {
         steps: config.steps,
         final_loss: log.last().map_or(f64::NAN, |r| r.loss),
@@ -263,4 +301,30 @@ fn write_log_csv(path: &Path, log: &[LogRow]) -> Result<(), TrainError> {
         path: path.display().to_string(),
         source,
     })
+}
+
+/// Cosine distance between each recent segment's written keys and the keys the current
+/// weights give its tokens, averaged over rows, heads and positions.
+fn measure_staleness(
+    learner: &Learner,
+    recent: &std::collections::VecDeque<(tch::Tensor, tch::Tensor)>,
+    step: u64,
+) -> Vec<StalenessRow> {
+    recent
+        .iter()
+        .enumerate()
+        .filter_map(|(age, (inputs, written))| {
+            let now = learner.memory_keys(inputs)?;
+            let (a, b) = (written.to_kind(tch::Kind::Float), now.to_kind(tch::Kind::Float));
+            let dot = (&a * &b).sum_dim_intlist(-1, false, tch::Kind::Float);
+            let norms = a.norm_scalaropt_dim(2, [-1], false) * b.norm_scalaropt_dim(2, [-1], false);
+            let cosine: tch::Tensor = dot / norms.clamp_min(1e-12);
+            let distance = cosine.neg().g_add_scalar(1.0).mean(tch::Kind::Double).double_value(&[]);
+            Some(StalenessRow {
+                step,
+                age: age as u64,
+                cosine_distance: distance,
+            })
+        })
+        .collect()
 }
