@@ -2,15 +2,16 @@
 //! defaults at the field), and [`Spec`] is the validated, fully resolved config with no
 //! `Option` left. Every error names the file, the key, the value and what is allowed.
 
-use crate::data::RecallConfig;
 use crate::device::DeviceSpec;
 use crate::memory::{BankSharing, Eviction};
 use crate::models::config::default_memory_layer;
 use crate::models::{BackboneConfig, BlockStyle, Gelu, JointMode, MemTrmConfig, SideNetConfig, TrainableBlocks};
-use crate::tokenizer::TokenizerKind;
 use crate::train::{AdamWConfig, Method, Precision, TrainConfig};
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
+
+use super::data_spec::resolve_data;
+pub use super::data_spec::{CorpusOptions, DataSpec};
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -155,63 +156,6 @@ impl Default for RawMemTrm {
     }
 }
 
-/// Where a run's documents come from. Paths in a file are relative to the spec file; in a
-/// resolved spec they are absolute.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(tag = "kind", rename_all = "snake_case")]
-pub enum DataSpec {
-    /// The built-in long-range recall corpus (its own vocabulary, no tokenizer).
-    Recall(RecallConfig),
-    /// A directory of plain-text documents, one per file.
-    TextDir {
-        path: PathBuf,
-        #[serde(default = "defaults::glob")]
-        glob: String,
-        #[serde(flatten)]
-        corpus: CorpusOptions,
-    },
-    /// A JSONL file, one document per line under `field`.
-    Jsonl {
-        path: PathBuf,
-        #[serde(default = "defaults::field")]
-        field: String,
-        #[serde(flatten)]
-        corpus: CorpusOptions,
-    },
-    /// The sources of the crates pinned in a Cargo.lock (default: this project's).
-    Cargo {
-        lock: Option<PathBuf>,
-        #[serde(default = "defaults::min_bytes")]
-        min_bytes: usize,
-        /// Leave out crates with more source than this (bounds evaluation time).
-        max_bytes: Option<usize>,
-        #[serde(flatten)]
-        corpus: CorpusOptions,
-    },
-}
-
-/// Settings every text corpus shares.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct CorpusOptions {
-    #[serde(default = "defaults::tokenizer")]
-    pub tokenizer: TokenizerKind,
-    /// Fraction of documents (the last ones in id order) held out for evaluation.
-    #[serde(default = "defaults::holdout")]
-    pub holdout: f64,
-}
-
-impl DataSpec {
-    /// Token vocabulary of the data.
-    pub fn vocab_size(&self) -> i64 {
-        match self {
-            DataSpec::Recall(r) => r.vocab_size(),
-            DataSpec::TextDir { corpus, .. } | DataSpec::Jsonl { corpus, .. } | DataSpec::Cargo { corpus, .. } => {
-                corpus.tokenizer.build().vocab_size() as i64
-            }
-        }
-    }
-}
-
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawTrain {
@@ -260,21 +204,6 @@ mod defaults {
     }
     pub fn grad_clip() -> Option<f64> {
         Some(1.0)
-    }
-    pub fn glob() -> String {
-        "**/*.txt".into()
-    }
-    pub fn field() -> String {
-        "text".into()
-    }
-    pub fn min_bytes() -> usize {
-        20_000
-    }
-    pub fn tokenizer() -> crate::tokenizer::TokenizerKind {
-        crate::tokenizer::TokenizerKind::Gpt2
-    }
-    pub fn holdout() -> f64 {
-        0.1
     }
     pub fn staleness_window() -> usize {
         8
@@ -554,75 +483,5 @@ fn resolve(raw: RawSpec, path: &Path) -> Result<Spec, SpecError> {
         batch_size: t.batch_size,
         segment_len: t.segment_len,
         train,
-    })
-}
-
-/// Validates the data section and makes its paths absolute.
-fn resolve_data(
-    data: DataSpec,
-    base: &Path,
-    invalid: &dyn Fn(&str, &dyn std::fmt::Display, &str) -> SpecError,
-) -> Result<DataSpec, SpecError> {
-    let holdout = |corpus: &CorpusOptions| {
-        if (0.0..1.0).contains(&corpus.holdout) {
-            Ok(())
-        } else {
-            Err(invalid("data.holdout", &corpus.holdout, "a fraction in [0, 1)"))
-        }
-    };
-    Ok(match data {
-        DataSpec::Recall(r) => {
-            r.validate()
-                .map_err(|e| invalid(&format!("data.{}", e.key), &e.value, e.allowed))?;
-            DataSpec::Recall(r)
-        }
-        DataSpec::TextDir { path, glob, corpus } => {
-            holdout(&corpus)?;
-            let path = base.join(path);
-            if !path.is_dir() {
-                return Err(invalid(
-                    "data.path",
-                    &path.display(),
-                    "an existing directory of text documents",
-                ));
-            }
-            DataSpec::TextDir { path, glob, corpus }
-        }
-        DataSpec::Jsonl { path, field, corpus } => {
-            holdout(&corpus)?;
-            let path = base.join(path);
-            if !path.is_file() {
-                return Err(invalid("data.path", &path.display(), "an existing JSONL file"));
-            }
-            DataSpec::Jsonl { path, field, corpus }
-        }
-        DataSpec::Cargo {
-            lock,
-            min_bytes,
-            max_bytes,
-            corpus,
-        } => {
-            holdout(&corpus)?;
-            if let Some(max) = max_bytes.filter(|&max| max < min_bytes) {
-                return Err(invalid(
-                    "data.max_bytes",
-                    &max,
-                    &format!("at least data.min_bytes = {min_bytes}"),
-                ));
-            }
-            let lock = lock.map_or_else(
-                || Path::new(env!("CARGO_MANIFEST_DIR")).join("Cargo.lock"),
-                |l| base.join(l),
-            );
-            if !lock.is_file() {
-                return Err(invalid("data.lock", &lock.display(), "an existing Cargo.lock"));
-            }
-            DataSpec::Cargo {
-                lock: Some(lock),
-                min_bytes,
-                max_bytes,
-                corpus,
-            }
-        }
     })
 }
