@@ -29,3 +29,38 @@ pub fn write_json_atomic<T: serde::Serialize>(path: &Path, value: &T) -> std::io
     let text = serde_json::to_string_pretty(value).map_err(std::io::Error::other)?;
     write_atomic(path, format!("{text}\n").as_bytes())
 }
+
+/// `base.join(path)` with `.` and `..` resolved lexically (the target need not exist yet).
+pub fn resolve_path(base: &Path, path: &Path) -> PathBuf {
+    use std::path::Component;
+    let mut out = PathBuf::new();
+    for part in base.join(path).components() {
+        match part {
+            Component::CurDir => {}
+            Component::ParentDir => {
+                out.pop();
+            }
+            other => out.push(other.as_os_str()),
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn paths_resolve_lexically() {
+        let base = Path::new("/work/repo/experiments/tiny");
+        assert_eq!(
+            resolve_path(base, Path::new("../../runs/tiny/x")),
+            PathBuf::from("/work/repo/runs/tiny/x")
+        );
+        assert_eq!(
+            resolve_path(base, Path::new("./a/./b")),
+            PathBuf::from("/work/repo/experiments/tiny/a/b")
+        );
+        assert_eq!(resolve_path(base, Path::new("/abs/p")), PathBuf::from("/abs/p"));
+    }
+}

@@ -217,6 +217,13 @@ fn the_cli_trains_skips_a_finished_run_and_refuses_a_foreign_out_dir() {
         .assert()
         .success()
         .stdout(predicate::str::contains("already trained"));
+    // The same run from another working directory, through a relative path: same config.
+    longmem()
+        .current_dir(dir.path())
+        .args(["train", "pretrain.toml"])
+        .assert()
+        .success()
+        .stdout(predicate::str::contains("already trained"));
     std::fs::write(&spec, spec_text(Method::Pretrain, 4, "")).unwrap();
     longmem()
         .arg("train")

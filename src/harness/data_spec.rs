@@ -3,6 +3,7 @@
 
 use super::spec::SpecError;
 use crate::data::RecallConfig;
+use crate::fsutil::resolve_path;
 use crate::tokenizer::TokenizerKind;
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
@@ -103,7 +104,7 @@ pub(super) fn resolve_data(
         }
         DataSpec::TextDir { path, glob, corpus } => {
             holdout(&corpus)?;
-            let path = base.join(path);
+            let path = resolve_path(base, &path);
             if !path.is_dir() {
                 return Err(invalid(
                     "data.path",
@@ -115,7 +116,7 @@ pub(super) fn resolve_data(
         }
         DataSpec::Jsonl { path, field, corpus } => {
             holdout(&corpus)?;
-            let path = base.join(path);
+            let path = resolve_path(base, &path);
             if !path.is_file() {
                 return Err(invalid("data.path", &path.display(), "an existing JSONL file"));
             }
@@ -137,7 +138,7 @@ pub(super) fn resolve_data(
             }
             let lock = lock.map_or_else(
                 || Path::new(env!("CARGO_MANIFEST_DIR")).join("Cargo.lock"),
-                |l| base.join(l),
+                |l| resolve_path(base, &l),
             );
             if !lock.is_file() {
                 return Err(invalid("data.lock", &lock.display(), "an existing Cargo.lock"));

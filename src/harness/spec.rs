@@ -3,6 +3,7 @@
 //! `Option` left. Every error names the file, the key, the value and what is allowed.
 
 use crate::device::DeviceSpec;
+use crate::fsutil::resolve_path;
 use crate::memory::{BankSharing, Eviction};
 use crate::models::config::default_memory_layer;
 use crate::models::{BackboneConfig, BlockStyle, Gelu, JointMode, MemTrmConfig, SideNetConfig, TrainableBlocks};
@@ -276,7 +277,13 @@ fn resolve(raw: RawSpec, path: &Path) -> Result<Spec, SpecError> {
         value: value.to_string(),
         allowed: allowed.into(),
     };
-    let base = path.parent().unwrap_or(Path::new("."));
+    // Absolute and normalised, so a run's resolved paths do not depend on the working directory.
+    let parent = match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => Path::new("."),
+    };
+    let base_buf = std::fs::canonicalize(parent).unwrap_or_else(|_| parent.to_path_buf());
+    let base = base_buf.as_path();
     let data = resolve_data(raw.data, base, &invalid)?;
     let t = &raw.train;
     if t.steps == 0 {
@@ -355,7 +362,7 @@ fn resolve(raw: RawSpec, path: &Path) -> Result<Spec, SpecError> {
             ),
         ));
     }
-    let backbone_weights = b.weights.as_ref().map(|w| base.join(w));
+    let backbone_weights = b.weights.as_ref().map(|w| resolve_path(base, w));
     match (&backbone_weights, raw.method) {
         (None, Method::Longmem | Method::Memtrm | Method::Plain) => {
             return Err(invalid(
@@ -472,7 +479,7 @@ fn resolve(raw: RawSpec, path: &Path) -> Result<Spec, SpecError> {
     Ok(Spec {
         seed: raw.seed,
         device: raw.device,
-        out_dir: base.join(&raw.out_dir),
+        out_dir: resolve_path(base, &raw.out_dir),
         method: raw.method,
         backbone,
         backbone_weights,
