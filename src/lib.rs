@@ -18,6 +18,7 @@ pub mod logging;
 pub mod memory;
 pub mod models;
 pub mod profile;
+pub mod progress;
 pub mod seed;
 pub mod tokenizer;
 pub mod train;

@@ -4,6 +4,9 @@ use tracing_subscriber::EnvFilter;
 
 /// `-q`: errors only; default: info; `-v`: debug; `-vv`: trace. `RUST_LOG` overrides all.
 pub fn init(verbose: u8, quiet: bool) {
+    if quiet {
+        crate::progress::disable();
+    }
     let level = match (quiet, verbose) {
         (true, _) => "error",
         (false, 0) => "info",

@@ -135,7 +135,9 @@ pub fn stream_nll_bucketed<S: DocumentSource>(
         })
         .collect();
     let mut totals = NllTotals::default();
+    let bar = crate::progress::bar(batches as u64, "eval");
     for _ in 0..batches {
+        bar.inc(1);
         let batch = stream.next_batch();
         let out = learner.forward_timed(&batch, false, clock);
         let logp = out.logits.log_softmax(-1, Kind::Float);
@@ -175,6 +177,7 @@ pub fn stream_nll_bucketed<S: DocumentSource>(
             totals.heads = heads;
         }
     }
+    bar.finish_and_clear();
     totals.by_length = buckets.into_iter().filter(|b| b.tokens > 0.0).collect();
     totals
 }

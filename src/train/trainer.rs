@@ -134,6 +134,8 @@ pub fn train<S: DocumentSource>(
     let (mut window_loss, mut window_norm, mut window_steps) = (0.0, 0.0, 0u64);
     let mut tokens = 0u64;
     let clock = Instant::now();
+    let bar = crate::progress::bar(config.steps, "train");
+    bar.set_position(start);
     // Recent (inputs, written keys), newest first, and the staleness measured so far. After
     // a resume the window refills from the resumed step on.
     let mut recent: std::collections::VecDeque<(tch::Tensor, tch::Tensor)> = Default::default();
@@ -184,18 +186,25 @@ pub fn train<S: DocumentSource>(
                 lr,
                 grad_norm: window_norm / window_steps as f64,
             };
-            tracing::info!(
-                step = done,
-                loss = format!("{:.4}", row.loss),
-                lr = format!("{lr:.2e}"),
-                "train"
-            );
+            // With a visible bar the loss goes into it; otherwise (CI, Slurm, pipes) into the log.
+            if bar.is_hidden() {
+                tracing::info!(
+                    step = done,
+                    loss = format!("{:.4}", row.loss),
+                    lr = format!("{lr:.2e}"),
+                    "train"
+                );
+            } else {
+                bar.set_message(format!("loss {:.4}", row.loss));
+                tracing::debug!(step = done, loss = row.loss, lr, "train");
+            }
             log.push(row);
             (window_loss, window_norm, window_steps) = (0.0, 0.0, 0);
         }
         if config.staleness_every > 0 && done % config.staleness_every == 0 {
             staleness.extend(measure_staleness(learner, &recent, done));
         }
+        bar.inc(1);
         let stop = stop_after == Some(done);
         let periodic = config.checkpoint_every > 0 && done % config.checkpoint_every == 0;
         if periodic || stop || done == config.steps {
@@ -212,6 +221,7 @@ pub fn train<S: DocumentSource>(
             return Ok(Outcome::Stopped { step: done });
         }
     }
+    bar.finish_and_clear();
     synchronize(device);
     let wall_seconds = clock.elapsed().as_secs_f64();
     weights::save_safetensors(learner.trained_vs(), &out_dir.join(learner.weights_file()))?;
