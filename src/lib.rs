@@ -5,7 +5,8 @@
 //!
 //! Dependencies point down: [`cli`]/[`commands`] → [`harness`] → [`train`] / [`eval`] →
 //! [`models`] → [`memory`]; training and evaluation also read [`data`]. [`tokenizer`],
-//! [`device`], [`seed`] and [`fsutil`] are shared utilities.
+//! [`device`], [`seed`], [`fsutil`], [`profile`], [`progress`] and [`logging`] are shared
+//! utilities.
 
 pub mod cli;
 pub mod commands;
