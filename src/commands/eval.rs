@@ -121,7 +121,14 @@ pub fn run(args: &EvalArgs) -> anyhow::Result<()> {
             "-".to_string()
         }
     };
-    let hit = hit_rate.map_or("-".to_string(), |h| known(totals.far_tokens, h, 3));
+    let hit = hit_rate.map_or("-".to_string(), |h| {
+        let per_head = known(totals.far_tokens, totals.hit_rate_per_head(), 3);
+        let chance = known(totals.far_tokens, totals.hit_rate_chance(), 3);
+        format!(
+            "{} (per head {per_head}, chance per head {chance})",
+            known(totals.far_tokens, h, 3)
+        )
+    });
     println!(
         "{} ({}, window {window}): perplexity {:.3}  NLL all {:.4}  near {}  far {}  far hit rate {hit}  ({:.0} far tokens) -> {}",
         spec.out_dir.display(),

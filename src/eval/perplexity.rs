@@ -42,6 +42,9 @@ pub struct NllTotals {
     pub far_hits_any_head: f64,
     /// Far answers × heads whose source chunk that head retrieved.
     pub far_hits_head_sum: f64,
+    /// Sum over far answers of the chance that one head retrieving K/c of the row's
+    /// chunks at random gets the source chunk: min(1, (K/c) / chunks in memory).
+    pub far_hit_chance_sum: f64,
     pub heads: f64,
     /// Per document-length bucket, in increasing length; empty buckets left out.
     pub by_length: Vec<BucketTotals>,
@@ -64,6 +67,10 @@ impl NllTotals {
     /// Mean over heads of each head's hit rate on far answers.
     pub fn hit_rate_per_head(&self) -> f64 {
         self.far_hits_head_sum / (self.far_tokens * self.heads)
+    }
+    /// What [`NllTotals::hit_rate_per_head`] would be for a head picking chunks at random.
+    pub fn hit_rate_chance(&self) -> f64 {
+        self.far_hit_chance_sum / self.far_tokens
     }
     pub fn perplexity(&self) -> f64 {
         self.mean().exp()
@@ -139,6 +146,12 @@ pub fn stream_nll_bucketed<S: DocumentSource>(
     for _ in 0..batches {
         bar.inc(1);
         let batch = stream.next_batch();
+        // Chunks each row can retrieve from (its memory as the forward pass reads it).
+        let chunks_before: Option<Vec<i64>> = learner.bank().map(|bank| {
+            (0..batch.reset.len())
+                .map(|r| if batch.reset[r] { 0 } else { bank.chunks_for_row(r) })
+                .collect()
+        });
         let out = learner.forward_timed(&batch, false, clock);
         let logp = out.logits.log_softmax(-1, Kind::Float);
         let token_nll = -logp.gather(-1, &batch.targets.unsqueeze(-1), false).squeeze_dim(-1); // [B, T]
@@ -175,6 +188,14 @@ pub fn stream_nll_bucketed<S: DocumentSource>(
             totals.far_hits_any_head += hits_any;
             totals.far_hits_head_sum += hits_heads;
             totals.heads = heads;
+            let retrieved_per_head = retrieved.size()[3] as f64;
+            let far_per_row =
+                Vec::<f64>::try_from(batch.far_mask.sum_dim_intlist(1, false, Kind::Double)).expect("[B] far counts");
+            for (row, chunks) in chunks_before.iter().flatten().enumerate() {
+                if *chunks > 0 {
+                    totals.far_hit_chance_sum += far_per_row[row] * (retrieved_per_head / *chunks as f64).min(1.0);
+                }
+            }
         }
     }
     bar.finish_and_clear();

@@ -174,6 +174,14 @@ impl MemoryBank {
         self.filled[s] * self.config.chunk
     }
 
+    /// Retrievable chunks for batch row `row` (its own stream, or the shared one).
+    pub fn chunks_for_row(&self, row: usize) -> i64 {
+        match self.config.sharing {
+            BankSharing::PerStream => self.filled[row],
+            BankSharing::Shared => self.filled[0],
+        }
+    }
+
     /// Empties every stream.
     pub fn reset_all(&mut self) {
         for s in 0..self.streams() as usize {
