@@ -45,7 +45,7 @@ impl Stage {
 #[derive(Debug, Default)]
 pub struct StageClock {
     device: Option<Device>,
-    spent: RefCell<[Duration; 5]>,
+    spent: RefCell<[Duration; Stage::ALL.len()]>,
 }
 
 impl StageClock {
@@ -53,7 +53,7 @@ impl StageClock {
     pub fn new(device: Device) -> Self {
         Self {
             device: Some(device),
-            spent: RefCell::new([Duration::ZERO; 5]),
+            spent: RefCell::new([Duration::ZERO; Stage::ALL.len()]),
         }
     }
 
@@ -77,12 +77,19 @@ impl StageClock {
         out
     }
 
-    /// Removes `d` from `stage` (a nested stage measured inside it).
-    pub fn subtract(&self, stage: Stage, d: Duration) {
-        if self.enabled() {
-            let mut spent = self.spent.borrow_mut();
-            spent[stage as usize] = spent[stage as usize].saturating_sub(d);
+    /// [`StageClock::time`], minus the time `f` charged to the `nested` stages inside it, so
+    /// each moment is counted once.
+    pub fn time_excluding<T>(&self, stage: Stage, nested: &[Stage], f: impl FnOnce() -> T) -> T {
+        if !self.enabled() {
+            return f();
         }
+        let inner = || nested.iter().map(|&s| self.spent(s)).sum::<Duration>();
+        let before = inner();
+        let out = self.time(stage, f);
+        let nested_time = inner() - before;
+        let mut spent = self.spent.borrow_mut();
+        spent[stage as usize] = spent[stage as usize].saturating_sub(nested_time);
+        out
     }
 
     pub fn spent(&self, stage: Stage) -> Duration {
@@ -112,8 +119,16 @@ mod tests {
         on.time(Stage::Retrieval, || std::thread::sleep(Duration::from_millis(5)));
         assert!(on.spent(Stage::Retrieval) >= Duration::from_millis(10));
         assert_eq!(on.spent(Stage::Backbone), Duration::ZERO);
-        on.subtract(Stage::Retrieval, Duration::from_millis(10));
-        assert!(on.spent(Stage::Retrieval) < Duration::from_millis(10));
+        // Nested time is charged once, to the inner stage.
+        on.time_excluding(Stage::JointAttention, &[Stage::Retrieval], || {
+            on.time(Stage::Retrieval, || std::thread::sleep(Duration::from_millis(20)));
+        });
+        assert!(on.spent(Stage::Retrieval) >= Duration::from_millis(30));
+        assert!(
+            on.spent(Stage::JointAttention) < Duration::from_millis(10),
+            "{:?}",
+            on.spent(Stage::JointAttention)
+        );
         assert!(peak_rss_bytes().unwrap() > 1 << 20);
     }
 }

@@ -66,13 +66,12 @@ pub fn l2_normalize(x: &Tensor) -> Tensor {
 
 impl LayerAttention for JointAttention<'_> {
     fn attend(&self, attn: &Attention, qkv: &Qkv, train: bool) -> Tensor {
-        let Some(clock) = self.clock else {
-            return self.joint(attn, qkv, train);
-        };
-        let retrieval_before = clock.spent(Stage::Retrieval);
-        let out = clock.time(Stage::JointAttention, || self.joint(attn, qkv, train));
-        clock.subtract(Stage::JointAttention, clock.spent(Stage::Retrieval) - retrieval_before);
-        out
+        match self.clock {
+            Some(clock) => clock.time_excluding(Stage::JointAttention, &[Stage::Retrieval], || {
+                self.joint(attn, qkv, train)
+            }),
+            None => self.joint(attn, qkv, train),
+        }
     }
 }
 

@@ -170,11 +170,10 @@ impl LongMem {
         let (hidden, memory_qkv) = clock.time(Stage::Backbone, || {
             tch::no_grad(|| self.backbone.hidden_states(tokens, false, None))
         });
-        let before = clock.spent(Stage::Retrieval) + clock.spent(Stage::JointAttention);
         let (logits, side_hidden, retrieved_chunks) =
-            clock.time(Stage::SideNet, || self.side_forward(&hidden, bank, train, clock));
-        let inner = clock.spent(Stage::Retrieval) + clock.spent(Stage::JointAttention) - before;
-        clock.subtract(Stage::SideNet, inner);
+            clock.time_excluding(Stage::SideNet, &[Stage::Retrieval, Stage::JointAttention], || {
+                self.side_forward(&hidden, bank, train, clock)
+            });
         LongMemOutput {
             logits,
             side_hidden,

@@ -106,12 +106,9 @@ impl MemTrm {
         let mut hook = JointAttention::new(bank, &self.gate, self.config.k_tokens, self.config.joint);
         hook.log_temperature = self.log_temperature.as_ref();
         hook.clock = clock.enabled().then_some(clock);
-        let before = clock.spent(Stage::Retrieval) + clock.spent(Stage::JointAttention);
-        let out = clock.time(Stage::Backbone, || {
+        let out = clock.time_excluding(Stage::Backbone, &[Stage::Retrieval, Stage::JointAttention], || {
             self.backbone.forward_with(tokens, train, Some(&hook))
         });
-        let inner = clock.spent(Stage::Retrieval) + clock.spent(Stage::JointAttention) - before;
-        clock.subtract(Stage::Backbone, inner);
         let retrieved_chunks = hook.retrieved_chunks.borrow_mut().take().expect("the memory layer ran");
         let keys = out.memory_qkv.k.detach();
         let memory_keys = if self.config.qk_norm { l2_normalize(&keys) } else { keys };
