@@ -107,10 +107,8 @@ fn longmem_beats_the_plain_control_on_beyond_window_tokens() {
     let (_, mut plain) = run(dir.path(), &adapt_spec("plain", 1000));
     let (lm, pl) = (evaluate(&spec, &mut longmem), evaluate(&spec, &mut plain));
     // The same trained LongMem with its gates closed: memory then has no effect.
-    let Learner::LongMem { model, .. } = &longmem else {
-        unreachable!()
-    };
-    let _ = tch::no_grad(|| model.gate.shallow_clone().fill_(f64::NEG_INFINITY));
+    let gate = longmem.memory_gate().expect("LongMem has memory gates");
+    let _ = tch::no_grad(|| gate.shallow_clone().fill_(f64::NEG_INFINITY));
     let closed = evaluate(&spec, &mut longmem);
     println!(
         "far-answer NLL: longmem {:.3} (hit rate {:.2}), same model without memory {:.3}, plain {:.3}; \

@@ -72,12 +72,14 @@ pub fn run(args: &EvalArgs) -> anyhow::Result<()> {
     )?;
     // Whole documents, so evaluations with different windows score the same documents; a
     // corpus's held-out documents are each read exactly once.
-    let documents = match (&spec.data, args.documents) {
-        (_, Some(n)) => n,
-        (DataSpec::Recall(_), None) => 8,
-        (_, None) => u64::MAX / 2,
+    let documents = match &spec.data {
+        // The generator never runs out.
+        DataSpec::Recall(_) => args.documents.unwrap_or(8),
+        _ => {
+            let all = first_missing(&source, spec.batch_size);
+            args.documents.map_or(all, |n| n.min(all))
+        }
     };
-    let documents = documents.min(first_missing(&source, spec.batch_size));
     let batches = segments_to_cover(&source, spec.batch_size, documents, window);
     let mut stream = SegmentStream::new(source, spec.batch_size, window, device).with_far_reference(spec.segment_len);
     let clock = StageClock::new(device);
@@ -201,10 +203,8 @@ fn long_window(spec: &Spec, window: usize) -> anyhow::Result<usize> {
 
 /// Sets every memory gate logit to −∞: σ = 0, so the joint attention is exactly local.
 fn close_memory_gates(learner: &Learner, spec: &Spec) -> anyhow::Result<()> {
-    let gate = match learner {
-        Learner::LongMem { model, .. } => &model.gate,
-        Learner::MemTrm { model, .. } => &model.gate,
-        Learner::Backbone { .. } => bail!("--no-memory ablates a memory model; {} has no memory", spec.method),
+    let Some(gate) = learner.memory_gate() else {
+        bail!("--no-memory ablates a memory model; {} has no memory", spec.method)
     };
     let _ = tch::no_grad(|| gate.shallow_clone().fill_(f64::NEG_INFINITY));
     Ok(())
@@ -212,11 +212,7 @@ fn close_memory_gates(learner: &Learner, spec: &Spec) -> anyhow::Result<()> {
 
 /// σ(g_h) of each head's memory gate.
 fn memory_gates(learner: &Learner) -> Option<Vec<f64>> {
-    let gate = match learner {
-        Learner::LongMem { model, .. } => &model.gate,
-        Learner::MemTrm { model, .. } => &model.gate,
-        Learner::Backbone { .. } => return None,
-    };
+    let gate = learner.memory_gate()?;
     Vec::<f64>::try_from(gate.sigmoid().to_kind(tch::Kind::Double)).ok()
 }
 

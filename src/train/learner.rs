@@ -121,6 +121,15 @@ impl Learner {
         Some(qkv.k)
     }
 
+    /// The memory layer's per-head gate logits `[H]`, for memory methods.
+    pub fn memory_gate(&self) -> Option<&Tensor> {
+        match self {
+            Learner::Backbone { .. } => None,
+            Learner::LongMem { model, .. } => Some(&model.gate),
+            Learner::MemTrm { model, .. } => Some(&model.gate),
+        }
+    }
+
     pub fn bank(&self) -> Option<&MemoryBank> {
         match self {
             Learner::Backbone { .. } => None,
