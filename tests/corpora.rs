@@ -9,7 +9,6 @@ use longmem_bench::eval::stream_nll_bucketed;
 use longmem_bench::harness::build::{self, Split};
 use longmem_bench::harness::spec::Spec;
 use longmem_bench::train::{Learner, Method};
-use predicates::prelude::*;
 use std::path::Path;
 use tch::{Device, Kind, Tensor};
 
@@ -149,16 +148,10 @@ fn train_and_eval_run_on_a_text_directory_through_the_cli() {
 #[test]
 fn bad_corpora_fail_before_anything_is_written() {
     let dir = tempfile::tempdir().unwrap();
-    let longmem = || Command::cargo_bin("longmem").unwrap();
     let spec = dir.path().join("s.toml");
     // A missing directory is a spec error naming the key.
     std::fs::write(&spec, spec_text(Method::Pretrain, TEXT_DIR)).unwrap();
-    longmem()
-        .arg("train")
-        .arg(&spec)
-        .assert()
-        .failure()
-        .stderr(predicate::str::contains("`data.path`"));
+    common::assert_train_fails(&spec, &["`data.path`"]);
     // A malformed JSONL line is named with its file and line.
     std::fs::write(dir.path().join("c.jsonl"), "{\"text\": \"fine\"}\n{\"body\": 1}\n").unwrap();
     std::fs::write(
@@ -166,12 +159,7 @@ fn bad_corpora_fail_before_anything_is_written() {
         spec_text(Method::Pretrain, "kind = \"jsonl\"\npath = \"c.jsonl\""),
     )
     .unwrap();
-    longmem()
-        .arg("train")
-        .arg(&spec)
-        .assert()
-        .failure()
-        .stderr(predicate::str::contains("c.jsonl:2").and(predicate::str::contains("no `text` field")));
+    common::assert_train_fails(&spec, &["c.jsonl:2", "no `text` field"]);
     assert!(
         !dir.path().join("out-pretrain").exists(),
         "nothing is written on bad input"
@@ -183,12 +171,7 @@ fn bad_corpora_fail_before_anything_is_written() {
         spec_text(Method::Pretrain, "kind = \"jsonl\"\npath = \"c.jsonl\"\nholdout = 0.5"),
     )
     .unwrap();
-    longmem()
-        .arg("train")
-        .arg(&spec)
-        .assert()
-        .failure()
-        .stderr(predicate::str::contains("no training documents"));
+    common::assert_train_fails(&spec, &["no training documents"]);
     assert!(!dir.path().join("out-pretrain").exists());
 }
 

@@ -225,12 +225,7 @@ fn the_cli_trains_skips_a_finished_run_and_refuses_a_foreign_out_dir() {
         .success()
         .stdout(predicate::str::contains("already trained"));
     std::fs::write(&spec, spec_text(Method::Pretrain, 4, "")).unwrap();
-    longmem()
-        .arg("train")
-        .arg(&spec)
-        .assert()
-        .failure()
-        .stderr(predicate::str::contains("holds a run of a different config"));
+    common::assert_train_fails(&spec, &["holds a run of a different config"]);
     // A bad spec fails before anything is written.
     let bad = dir.path().join("bad.toml");
     std::fs::write(
@@ -238,12 +233,7 @@ fn the_cli_trains_skips_a_finished_run_and_refuses_a_foreign_out_dir() {
         spec_text(Method::Pretrain, 3, "").replace("out_dir = \"out\"", "out_dir = \"never\"\nbogus = 1"),
     )
     .unwrap();
-    longmem()
-        .arg("train")
-        .arg(&bad)
-        .assert()
-        .failure()
-        .stderr(predicate::str::contains("bogus"));
+    common::assert_train_fails(&bad, &["bogus"]);
     assert!(!dir.path().join("never").exists());
 }
 

@@ -41,3 +41,18 @@ pub fn random_ids(seed: u64, rows: i64, cols: i64, vocab: i64) -> Tensor {
     let ids: Vec<i64> = (0..rows * cols).map(|_| rng.random_range(0..vocab)).collect();
     Tensor::from_slice(&ids).view([rows, cols])
 }
+
+/// Runs `longmem train spec` and asserts that it fails with every one of `messages` on
+/// stderr.
+pub fn assert_train_fails(spec: &Path, messages: &[&str]) {
+    let out = assert_cmd::Command::cargo_bin("longmem")
+        .unwrap()
+        .arg("train")
+        .arg(spec)
+        .assert()
+        .failure();
+    let stderr = String::from_utf8_lossy(&out.get_output().stderr).into_owned();
+    for message in messages {
+        assert!(stderr.contains(message), "expected {message:?} in: {stderr}");
+    }
+}
