@@ -110,6 +110,9 @@ pub struct EvalArgs {
     /// memory has no effect (writes eval-nomemory.json).
     #[arg(long, conflicts_with = "window")]
     pub no_memory: bool,
+    /// Run only the spec's `[icl]` evaluation (writes icl.json), not the perplexity one.
+    #[arg(long, conflicts_with = "window")]
+    pub icl_only: bool,
     /// Held-out documents use the spec's seed plus this offset.
     #[arg(long, default_value_t = 1000)]
     pub seed_offset: u64,

@@ -1,12 +1,15 @@
 //! `longmem eval <spec>`: evaluates a trained run on held-out documents: NLL and perplexity
 //! over all tokens and per document-length bucket, over answers within the local window
 //! ("near") and beyond it ("far"), and the retrieval hit rate on far answers. Writes
-//! `eval.json` (or `eval-window<N>.json`) in the run's directory.
+//! `eval.json` (or `eval-window<N>.json`) in the run's directory. A spec with an `[icl]`
+//! section is also evaluated on in-context learning, with demonstrations in memory
+//! (`icl.json`).
 
 use crate::cli::EvalArgs;
 use crate::data::SegmentStream;
 use crate::device::measure_matmul_peak;
 use crate::eval::cost::{forward_flops_per_token, CostReport, FlopShape};
+use crate::eval::icl::{self, IclRow, IclSpec, IclSummary, IclTask};
 use crate::eval::{segments_to_cover, stream_nll_bucketed, NllTotals, PAPER_LENGTH_EDGES};
 use crate::fsutil::write_json_atomic;
 use crate::harness::build::{self, Split};
@@ -63,6 +66,93 @@ pub fn run(args: &EvalArgs) -> anyhow::Result<()> {
     if args.no_memory {
         close_memory_gates(&learner, &spec)?;
     }
+    if !args.icl_only {
+        perplexity(args, &spec, &mut learner, window, device)?;
+    }
+    match &spec.icl {
+        Some(icl) if args.window.is_none() => in_context(args, &spec, icl, &mut learner, device),
+        Some(_) => Ok(()),
+        None if args.icl_only => bail!(
+            "{} has no [icl] section to evaluate; add one (see experiments/icl/)",
+            args.spec.display()
+        ),
+        None => Ok(()),
+    }
+}
+
+#[derive(Serialize)]
+struct IclReport<'a> {
+    method: String,
+    memory_gates_closed: bool,
+    window: usize,
+    settings: &'a IclSpec,
+    summary: Vec<IclSummary>,
+    rows: Vec<IclRow>,
+}
+
+/// The in-context learning evaluation: `icl.json` (`icl-nomemory.json` with the gates closed).
+fn in_context(
+    args: &EvalArgs,
+    spec: &Spec,
+    icl: &IclSpec,
+    learner: &mut Learner,
+    device: tch::Device,
+) -> anyhow::Result<()> {
+    let tokenizer = spec.data.tokenizer().expect("specs with [icl] have text data");
+    let task = IclTask::from_spec(icl, &spec.data, spec.seed.wrapping_add(args.seed_offset))?;
+    let (rows, summary) = icl::evaluate(
+        learner,
+        tokenizer.as_ref(),
+        &task,
+        icl,
+        spec.segment_len,
+        spec.batch_size,
+        device,
+    )?;
+    let path = spec.out_dir.join(if args.no_memory {
+        "icl-nomemory.json"
+    } else {
+        "icl.json"
+    });
+    for s in &summary {
+        println!(
+            "{} ({}) ICL {}: {} local + {} in memory: paper {:.3} ± {:.3}  acc {:.3} ± {:.3}  acc_norm {:.3} ± {:.3}  ({} seeds)",
+            spec.out_dir.display(),
+            spec.method,
+            s.task,
+            s.local_shots,
+            s.memory_shots,
+            s.acc_paper_mean,
+            s.acc_paper_std,
+            s.acc_mean,
+            s.acc_std,
+            s.acc_norm_mean,
+            s.acc_norm_std,
+            s.seeds
+        );
+    }
+    let report = IclReport {
+        method: spec.method.to_string(),
+        memory_gates_closed: args.no_memory,
+        window: spec.segment_len,
+        settings: icl,
+        summary,
+        rows,
+    };
+    write_json_atomic(&path, &report).with_context(|| format!("writing {}", path.display()))?;
+    println!("  -> {}", path.display());
+    Ok(())
+}
+
+/// The long-text evaluation: `eval.json` (or `eval-window<N>.json`, `eval-nomemory.json`).
+fn perplexity(
+    args: &EvalArgs,
+    spec: &Spec,
+    learner: &mut Learner,
+    window: usize,
+    device: tch::Device,
+) -> anyhow::Result<()> {
+    let spec = spec.clone();
     let source = build::source(
         &spec,
         Split::HeldOut {
@@ -74,7 +164,7 @@ pub fn run(args: &EvalArgs) -> anyhow::Result<()> {
     // corpus's held-out documents are each read exactly once.
     let documents = match &spec.data {
         // The generator never runs out.
-        DataSpec::Recall(_) => args.documents.unwrap_or(8),
+        DataSpec::Recall(_) | DataSpec::Demos(_) => args.documents.unwrap_or(8),
         _ => {
             let all = first_missing(&source, spec.batch_size);
             args.documents.map_or(all, |n| n.min(all))
@@ -84,11 +174,11 @@ pub fn run(args: &EvalArgs) -> anyhow::Result<()> {
     let mut stream = SegmentStream::new(source, spec.batch_size, window, device).with_far_reference(spec.segment_len);
     let clock = StageClock::new(device);
     let start = std::time::Instant::now();
-    let totals = stream_nll_bucketed(&mut learner, &mut stream, batches, &PAPER_LENGTH_EDGES, &clock);
+    let totals = stream_nll_bucketed(learner, &mut stream, batches, &PAPER_LENGTH_EDGES, &clock);
     let wall = start.elapsed().as_secs_f64();
     let cost = cost_report(
         &spec,
-        &learner,
+        learner,
         &clock,
         wall,
         (batches * spec.batch_size * window) as f64,
@@ -107,7 +197,7 @@ pub fn run(args: &EvalArgs) -> anyhow::Result<()> {
         near_nll: totals.near_mean(),
         far_hit_rate_any_head: hit_rate,
         cost,
-        memory_gates: memory_gates(&learner),
+        memory_gates: memory_gates(learner),
     };
     let path = match (args.window, args.no_memory) {
         (Some(w), _) => spec.out_dir.join(format!("eval-window{w}.json")),

@@ -16,7 +16,7 @@ pub fn run(args: &TrainArgs) -> anyhow::Result<()> {
     if config_path.exists() {
         let existing =
             std::fs::read_to_string(&config_path).with_context(|| format!("reading {}", config_path.display()))?;
-        let same = serde_json::from_str::<Spec>(&existing).is_ok_and(|s| s == spec);
+        let same = serde_json::from_str::<Spec>(&existing).is_ok_and(|s| s.same_training(&spec));
         if !same {
             bail!(
                 "{} holds a run of a different config (see {}); choose another out_dir or delete that directory",

@@ -70,6 +70,26 @@ pub struct Batch {
     pub doc_lengths: Vec<usize>,
 }
 
+impl Batch {
+    /// A batch of inputs `[B, T]` with no targets, continuing each row's document (no
+    /// reset): for writing text into memory.
+    pub fn unlabelled(inputs: Tensor) -> Self {
+        let (b, t) = inputs.size2().expect("inputs must be [B, T]");
+        let zeros = || Tensor::zeros([b, t], (Kind::Float, inputs.device()));
+        Self {
+            targets: Tensor::zeros([b, t], (Kind::Int64, inputs.device())),
+            loss_mask: zeros(),
+            far_mask: zeros(),
+            near_mask: zeros(),
+            answer_source: Tensor::full([b, t], -1, (Kind::Int64, inputs.device())),
+            reset: vec![false; b as usize],
+            documents: vec![0; b as usize],
+            doc_lengths: vec![t as usize; b as usize],
+            inputs,
+        }
+    }
+}
+
 struct Cached {
     index: u64,
     doc: Arc<Document>,

@@ -1,53 +1,31 @@
-//! Memory-augmented in-context learning (DESIGN.md §3): prompt templates and the two
-//! scoring protocols. (The evaluation procedure that writes demonstrations to memory builds
-//! on these.)
+//! Memory-augmented in-context learning (DESIGN.md §3): prompt templates, the two scoring
+//! protocols, and the evaluation that writes demonstrations to memory.
 //!
 //! - The paper's protocol: take the argmax next token over the whole vocabulary after the
 //!   prompt; correct when the gold label word starts with it (after trimming spaces).
 //! - Label-word log-likelihood: score each candidate label word by the sum of its tokens'
 //!   log-probabilities after the prompt; `acc` takes the best sum, `acc_norm` the best sum
 //!   divided by the word's length in characters.
+//!
+//! Per seed: the memory is reset, m demonstrations are written to it window by window (read
+//! then write, as in streaming), and each test query is scored after n local demonstrations
+//! with memory read but never written, so every query sees the same memory.
 
+use crate::data::classify::ClassifyTask;
+pub use crate::data::classify::Template;
+use crate::data::loaders::{task_examples, Delimiter, Example, TaskFormat};
+use crate::data::recall::mix;
+use crate::data::Batch;
+use crate::harness::spec::DataSpec;
 use crate::tokenizer::Tokenizer;
+use crate::train::Learner;
+use anyhow::{bail, Context};
+use rand::seq::SliceRandom;
+use rand::SeedableRng;
+use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
-
-/// How a demonstration or a query is written: `{prefix}{x}{infix}{y}{suffix}`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Template {
-    pub prefix: String,
-    pub infix: String,
-    pub suffix: String,
-}
-
-impl Template {
-    /// "Review: {x} Sentiment: {y}. " (SST-2, MR, SST-5, MPQA in the paper).
-    pub fn review() -> Self {
-        Self {
-            prefix: "Review: ".into(),
-            infix: " Sentiment:".into(),
-            suffix: ". ".into(),
-        }
-    }
-
-    /// "Input: {x} Type: {y}. " (Subj in the paper).
-    pub fn input_type() -> Self {
-        Self {
-            prefix: "Input: ".into(),
-            infix: " Type:".into(),
-            suffix: ". ".into(),
-        }
-    }
-
-    /// A full demonstration; the label word follows a space.
-    pub fn demonstration(&self, x: &str, label_word: &str) -> String {
-        format!("{}{x}{} {label_word}{}", self.prefix, self.infix, self.suffix)
-    }
-
-    /// A query: everything up to where the label word would start.
-    pub fn query(&self, x: &str) -> String {
-        format!("{}{x}{}", self.prefix, self.infix)
-    }
-}
+use std::path::{Path, PathBuf};
+use tch::{Device, Kind, Tensor};
 
 /// One of the paper's five tasks: its template and label words (by label index).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -131,6 +109,458 @@ pub fn mean_std(values: &[f64]) -> (f64, f64) {
     let mean = values.iter().sum::<f64>() / n;
     let var = values.iter().map(|v| (v - mean).powi(2)).sum::<f64>() / n;
     (mean, var.sqrt())
+}
+
+/// The `[icl]` section of a spec.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct IclSpec {
+    /// `builtin` (the built-in task of a `demos` corpus, in its vocabulary) or one of the
+    /// paper's tasks read from files: `sst2`, `mr`, `subj`, `sst5`, `mpqa`.
+    #[serde(default = "icl_defaults::task")]
+    pub task: String,
+    /// Demonstrations are sampled from this file (file tasks only).
+    pub train_file: Option<PathBuf>,
+    /// Test queries come from this file (file tasks only).
+    pub test_file: Option<PathBuf>,
+    /// Columns of the CSV/TSV files of mr, subj and mpqa (tab-separated when the file ends in
+    /// `.tsv`).
+    #[serde(default = "icl_defaults::text_column")]
+    pub text_column: String,
+    #[serde(default = "icl_defaults::label_column")]
+    pub label_column: String,
+    /// Demonstrations in the prompt (paper: 4 and 20).
+    #[serde(default = "icl_defaults::local_shots")]
+    pub local_shots: Vec<usize>,
+    /// Demonstrations written to memory first (paper: 2000); 0 = memory left empty.
+    #[serde(default = "icl_defaults::memory_shots")]
+    pub memory_shots: Vec<usize>,
+    /// Seeds, each with its own demonstrations (and, built in, its own task) (paper: 6).
+    #[serde(default = "icl_defaults::seeds")]
+    pub seeds: u64,
+    /// Test queries per seed: built in, this many fresh ones (default 200); from a file, the
+    /// first this many (default: all).
+    pub test_examples: Option<usize>,
+}
+
+mod icl_defaults {
+    pub fn task() -> String {
+        "builtin".into()
+    }
+    pub fn text_column() -> String {
+        "text".into()
+    }
+    pub fn label_column() -> String {
+        "label".into()
+    }
+    pub fn local_shots() -> Vec<usize> {
+        vec![4, 20]
+    }
+    pub fn memory_shots() -> Vec<usize> {
+        vec![2000]
+    }
+    pub fn seeds() -> u64 {
+        6
+    }
+}
+
+/// Built-in tasks draw this many test queries unless told otherwise.
+const BUILTIN_TEST_EXAMPLES: usize = 200;
+
+/// Where a task's examples come from.
+#[derive(Debug, Clone)]
+enum TaskData {
+    /// A fresh built-in task per seed.
+    Builtin {
+        config: crate::data::classify::ClassifyConfig,
+        seed: u64,
+    },
+    /// Examples read from files, labels mapped to label words.
+    Files { train: Vec<Example>, test: Vec<Example> },
+}
+
+/// A task ready to evaluate: template, label words and examples.
+#[derive(Debug, Clone)]
+pub struct IclTask {
+    pub name: String,
+    pub template: Template,
+    pub label_words: Vec<String>,
+    data: TaskData,
+    test_examples: Option<usize>,
+}
+
+impl IclTask {
+    /// The task `icl` names, for a model trained on `data`, seeded from `seed`.
+    pub fn from_spec(icl: &IclSpec, data: &DataSpec, seed: u64) -> anyhow::Result<Self> {
+        if icl.task == "builtin" {
+            let DataSpec::Demos(demos) = data else {
+                bail!("icl.task = \"builtin\" evaluates a model trained on data.kind = \"demos\" (its vocabulary)");
+            };
+            return Ok(Self {
+                name: "builtin".into(),
+                template: demos.template.template(),
+                label_words: demos.label_words.clone(),
+                data: TaskData::Builtin {
+                    config: demos.task(),
+                    seed,
+                },
+                test_examples: Some(icl.test_examples.unwrap_or(BUILTIN_TEST_EXAMPLES)),
+            });
+        }
+        let Some(preset) = paper_presets().into_iter().find(|p| p.name == icl.task) else {
+            bail!(
+                "icl.task = {:?} is not a task: use builtin, sst2, mr, subj, sst5 or mpqa",
+                icl.task
+            );
+        };
+        let file = |path: &Option<PathBuf>, key: &str| -> anyhow::Result<Vec<Example>> {
+            let Some(path) = path else {
+                bail!("icl.{key} is missing: task {} reads its examples from files", icl.task)
+            };
+            let format = match preset.name.as_str() {
+                "sst2" => TaskFormat::Sst2,
+                "sst5" => TaskFormat::Sst5,
+                _ => TaskFormat::Table {
+                    text_column: icl.text_column.clone(),
+                    label_column: icl.label_column.clone(),
+                    delimiter: if path.extension().is_some_and(|e| e == "tsv") {
+                        Delimiter::Tab
+                    } else {
+                        Delimiter::Comma
+                    },
+                },
+            };
+            let examples = task_examples(path, &format)?;
+            examples
+                .into_iter()
+                .map(|ex| label_word(ex, &preset.label_words, path))
+                .collect()
+        };
+        Ok(Self {
+            name: preset.name.clone(),
+            template: preset.template.clone(),
+            label_words: preset.label_words.clone(),
+            data: TaskData::Files {
+                train: file(&icl.train_file, "train_file")?,
+                test: file(&icl.test_file, "test_file")?,
+            },
+            test_examples: icl.test_examples,
+        })
+    }
+
+    /// Seed `s`'s `demos` demonstrations (drawn without replacement) and its test queries.
+    pub fn sample(&self, s: u64, demos: usize) -> anyhow::Result<(Vec<Example>, Vec<Example>)> {
+        match &self.data {
+            TaskData::Builtin { config, seed } => {
+                let task = ClassifyTask::new(config.clone(), mix(*seed, s, 0x1C1));
+                Ok((
+                    task.train(demos),
+                    task.test(self.test_examples.unwrap_or(BUILTIN_TEST_EXAMPLES)),
+                ))
+            }
+            TaskData::Files { train, test } => {
+                if demos > train.len() {
+                    bail!(
+                        "task {} needs {demos} demonstrations (the most local_shots plus the most memory_shots) \
+                         but its train_file has {}; lower icl.memory_shots",
+                        self.name,
+                        train.len()
+                    );
+                }
+                let mut order: Vec<usize> = (0..train.len()).collect();
+                order.shuffle(&mut ChaCha8Rng::seed_from_u64(mix(s, 0x1C1, 1)));
+                let demos = order[..demos].iter().map(|&i| train[i].clone()).collect();
+                let n = self.test_examples.unwrap_or(test.len()).min(test.len());
+                Ok((demos, test[..n].to_vec()))
+            }
+        }
+    }
+}
+
+/// A file's label as a label word: an index (`0`, `1`, …) or the word itself.
+fn label_word(ex: Example, words: &[String], path: &Path) -> anyhow::Result<Example> {
+    let word = match ex.label.trim().parse::<usize>() {
+        Ok(i) if i < words.len() => words[i].clone(),
+        _ if words.contains(&ex.label) => ex.label.clone(),
+        _ => bail!(
+            "{}: label {:?} is neither an index below {} nor one of {:?}",
+            path.display(),
+            ex.label,
+            words.len(),
+            words
+        ),
+    };
+    Ok(Example {
+        text: ex.text,
+        label: word,
+    })
+}
+
+/// One seed's accuracy at one (local, memory) setting.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct IclRow {
+    pub task: String,
+    pub seed: u64,
+    pub local_shots: usize,
+    pub memory_shots: usize,
+    /// Tokens written to memory, and how many of them it can retrieve (whole chunks, at most
+    /// its capacity).
+    pub memory_tokens_written: usize,
+    pub memory_tokens_kept: usize,
+    pub examples: usize,
+    /// The paper's argmax protocol.
+    pub acc_paper: f64,
+    /// Label-word log-likelihood, raw and per character.
+    pub acc: f64,
+    pub acc_norm: f64,
+}
+
+/// Mean and standard deviation over seeds at one (local, memory) setting.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct IclSummary {
+    pub task: String,
+    pub local_shots: usize,
+    pub memory_shots: usize,
+    pub seeds: usize,
+    pub acc_paper_mean: f64,
+    pub acc_paper_std: f64,
+    pub acc_mean: f64,
+    pub acc_std: f64,
+    pub acc_norm_mean: f64,
+    pub acc_norm_std: f64,
+}
+
+/// Evaluates `task` on `learner` (whose memory, if any, is reset per seed and setting).
+/// `window` bounds a prompt plus its label; a batch has the bank's `rows`.
+pub fn evaluate(
+    learner: &mut Learner,
+    tokenizer: &dyn Tokenizer,
+    task: &IclTask,
+    icl: &IclSpec,
+    window: usize,
+    rows: usize,
+    device: Device,
+) -> anyhow::Result<(Vec<IclRow>, Vec<IclSummary>)> {
+    // A model without memory has one memory setting: none.
+    let memory_shots: Vec<usize> = if learner.bank().is_some() {
+        icl.memory_shots.clone()
+    } else {
+        vec![0]
+    };
+    let most_local = icl.local_shots.iter().copied().max().unwrap_or(0);
+    let most_memory = memory_shots.iter().copied().max().unwrap_or(0);
+    let mut results = Vec::new();
+    for s in 0..icl.seeds {
+        let (demos, tests) = task.sample(s, most_local + most_memory)?;
+        for &m in &memory_shots {
+            for &n in &icl.local_shots {
+                // The same local demonstrations whatever the memory holds; memory takes
+                // demonstrations the prompt does not show.
+                let local = &demos[..n];
+                let memory = &demos[most_local..most_local + m];
+                let (written, kept) = fill_memory(learner, tokenizer, task, memory, window, rows, device);
+                let queries = score_queries(learner, tokenizer, task, local, &tests, window, rows, device)
+                    .with_context(|| format!("icl.local_shots = {n}"))?;
+                let scores = accuracies(&queries, &tests, task, tokenizer)?;
+                results.push(IclRow {
+                    task: task.name.clone(),
+                    seed: s,
+                    local_shots: n,
+                    memory_shots: m,
+                    memory_tokens_written: written,
+                    memory_tokens_kept: kept,
+                    examples: tests.len(),
+                    acc_paper: scores.0,
+                    acc: scores.1,
+                    acc_norm: scores.2,
+                });
+            }
+        }
+    }
+    let mut summaries = Vec::new();
+    for &m in &memory_shots {
+        for &n in &icl.local_shots {
+            let group: Vec<&IclRow> = results
+                .iter()
+                .filter(|r| r.local_shots == n && r.memory_shots == m)
+                .collect();
+            let stat = |f: fn(&IclRow) -> f64| mean_std(&group.iter().map(|r| f(r)).collect::<Vec<_>>());
+            let (paper, paper_std) = stat(|r| r.acc_paper);
+            let (acc, acc_std) = stat(|r| r.acc);
+            let (norm, norm_std) = stat(|r| r.acc_norm);
+            summaries.push(IclSummary {
+                task: task.name.clone(),
+                local_shots: n,
+                memory_shots: m,
+                seeds: group.len(),
+                acc_paper_mean: paper,
+                acc_paper_std: paper_std,
+                acc_mean: acc,
+                acc_std,
+                acc_norm_mean: norm,
+                acc_norm_std: norm_std,
+            });
+        }
+    }
+    Ok((results, summaries))
+}
+
+/// Resets the memory and writes `demos` to it in windows, the same text in every row.
+/// Returns the tokens written and the tokens memory can retrieve afterwards.
+fn fill_memory(
+    learner: &mut Learner,
+    tokenizer: &dyn Tokenizer,
+    task: &IclTask,
+    demos: &[Example],
+    window: usize,
+    rows: usize,
+    device: Device,
+) -> (usize, usize) {
+    let Some(bank) = learner.bank_mut() else {
+        return (0, 0);
+    };
+    bank.reset_all();
+    let tokens: Vec<i64> = demos
+        .iter()
+        .flat_map(|ex| tokenizer.encode(&task.template.demonstration(&ex.text, &ex.label)))
+        .map(i64::from)
+        .collect();
+    for piece in tokens.chunks(window) {
+        let inputs = Tensor::from_slice(piece)
+            .view([1, piece.len() as i64])
+            .repeat([rows as i64, 1])
+            .to_device(device);
+        tch::no_grad(|| learner.forward(&Batch::unlabelled(inputs), false));
+    }
+    let kept = learner.bank().map_or(0, |b| b.len_tokens(0) as usize);
+    (tokens.len(), kept)
+}
+
+/// One query's scores: each label word's summed log-probability after the prompt, and the
+/// next-token distribution the paper's argmax protocol reads.
+#[derive(Debug, Clone)]
+pub struct QueryScore {
+    pub label_logp: Vec<f64>,
+    pub next_logp: Vec<f32>,
+}
+
+/// Scores each of `tests` after the `local` demonstrations, reading memory without writing
+/// it. Sequences are batched `rows` at a time and right-padded; a prompt with its label must
+/// fit in `window`.
+#[allow(clippy::too_many_arguments)]
+pub fn score_queries(
+    learner: &Learner,
+    tokenizer: &dyn Tokenizer,
+    task: &IclTask,
+    local: &[Example],
+    tests: &[Example],
+    window: usize,
+    rows: usize,
+    device: Device,
+) -> anyhow::Result<Vec<QueryScore>> {
+    let context: String = local
+        .iter()
+        .map(|ex| task.template.demonstration(&ex.text, &ex.label))
+        .collect();
+    let continuations: Vec<Vec<u32>> = task
+        .label_words
+        .iter()
+        .map(|w| tokenizer.encode(&format!(" {w}")))
+        .collect();
+    // Tokens every label's continuation opens with that are only whitespace (a byte-level
+    // tokenizer's space): the paper's argmax is read after them.
+    let lead = leading_whitespace(&continuations, tokenizer);
+    // One row per (query, label): the prompt, then the label's tokens but the last.
+    let mut sequences: Vec<(usize, Vec<i64>)> = Vec::new();
+    for test in tests {
+        let prompt = tokenizer.encode(&format!("{context}{}", task.template.query(&test.text)));
+        for cont in &continuations {
+            let seq: Vec<i64> = prompt
+                .iter()
+                .chain(&cont[..cont.len() - 1])
+                .map(|&t| i64::from(t))
+                .collect();
+            if seq.len() > window {
+                bail!(
+                    "a prompt with its label takes {} tokens ({} local demonstrations and the query), \
+                     more than the window of {window}; lower icl.local_shots or raise train.segment_len",
+                    seq.len(),
+                    local.len()
+                );
+            }
+            sequences.push((prompt.len(), seq));
+        }
+    }
+    let labels = continuations.len();
+    let mut scores: Vec<QueryScore> = Vec::with_capacity(tests.len());
+    for (batch_index, batch) in sequences.chunks(rows).enumerate() {
+        let len = batch.iter().map(|(_, s)| s.len()).max().unwrap_or(1);
+        let mut flat = vec![0i64; rows * len];
+        for (r, (_, seq)) in batch.iter().enumerate() {
+            flat[r * len..r * len + seq.len()].copy_from_slice(seq);
+        }
+        let inputs = Tensor::from_slice(&flat)
+            .view([rows as i64, len as i64])
+            .to_device(device);
+        let logp = learner
+            .logits_read_only(&inputs)
+            .log_softmax(-1, Kind::Float)
+            .to_device(Device::Cpu);
+        for (r, (prompt_len, _)) in batch.iter().enumerate() {
+            let (query, label) = ((batch_index * rows + r) / labels, (batch_index * rows + r) % labels);
+            let cont = &continuations[label];
+            let sum: f64 = cont
+                .iter()
+                .enumerate()
+                .map(|(j, &token)| logp.double_value(&[r as i64, (prompt_len - 1 + j) as i64, token as i64]))
+                .sum();
+            if label == 0 {
+                let at = (prompt_len - 1 + lead) as i64;
+                scores.push(QueryScore {
+                    label_logp: Vec::with_capacity(labels),
+                    next_logp: Vec::<f32>::try_from(logp.get(r as i64).get(at))?,
+                });
+            }
+            debug_assert_eq!(scores.len(), query + 1);
+            scores[query].label_logp.push(sum);
+        }
+    }
+    Ok(scores)
+}
+
+/// Accuracy of the paper's protocol, `acc` and `acc_norm` over `tests` given their scores.
+fn accuracies(
+    scores: &[QueryScore],
+    tests: &[Example],
+    task: &IclTask,
+    tokenizer: &dyn Tokenizer,
+) -> anyhow::Result<(f64, f64, f64)> {
+    let (mut paper, mut raw, mut norm) = (0usize, 0usize, 0usize);
+    for (score, test) in scores.iter().zip(tests) {
+        let gold = task
+            .label_words
+            .iter()
+            .position(|w| *w == test.label)
+            .with_context(|| format!("label {:?} is not a label word", test.label))?;
+        let (by_sum, by_char) = loglik_choices(&score.label_logp, &task.label_words);
+        paper += usize::from(paper_argmax_correct(&score.next_logp, &test.label, tokenizer));
+        raw += usize::from(by_sum == gold);
+        norm += usize::from(by_char == gold);
+    }
+    let n = tests.len().max(1) as f64;
+    Ok((paper as f64 / n, raw as f64 / n, norm as f64 / n))
+}
+
+/// How many tokens every continuation opens with that decode to whitespace alone (the
+/// same tokens in each), leaving at least one token of each.
+fn leading_whitespace(continuations: &[Vec<u32>], tokenizer: &dyn Tokenizer) -> usize {
+    let shortest = continuations.iter().map(Vec::len).min().unwrap_or(0);
+    (0..shortest.saturating_sub(1))
+        .take_while(|&j| {
+            let t = continuations[0][j];
+            continuations.iter().all(|c| c[j] == t) && tokenizer.decode(&[t]).trim().is_empty()
+        })
+        .count()
 }
 
 #[cfg(test)]

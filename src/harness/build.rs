@@ -3,6 +3,7 @@
 
 use super::spec::{CorpusOptions, DataSpec, Spec};
 use crate::data::cargo_corpus::{cargo_home, cargo_sources};
+use crate::data::classify::DemoSource;
 use crate::data::loaders::{jsonl, text_dir, TextDocument};
 use crate::data::tokenized::{default_cache_dir, tokenize_cached, CorpusSource};
 use crate::data::{Document, DocumentSource, RecallSource, SegmentStream};
@@ -71,6 +72,7 @@ pub fn learner(spec: &Spec, device: Device) -> anyhow::Result<Learner> {
 #[derive(Debug, Clone)]
 pub enum AnySource {
     Recall(RecallSource),
+    Demos(DemoSource),
     Corpus(CorpusSource),
 }
 
@@ -78,18 +80,21 @@ impl DocumentSource for AnySource {
     fn document(&self, row: u64, index: u64) -> Document {
         match self {
             AnySource::Recall(s) => s.document(row, index),
+            AnySource::Demos(s) => s.document(row, index),
             AnySource::Corpus(s) => s.document(row, index),
         }
     }
     fn vocab_size(&self) -> i64 {
         match self {
             AnySource::Recall(s) => s.vocab_size(),
+            AnySource::Demos(s) => s.vocab_size(),
             AnySource::Corpus(s) => s.vocab_size(),
         }
     }
     fn exists(&self, row: u64, index: u64) -> bool {
         match self {
             AnySource::Recall(s) => s.exists(row, index),
+            AnySource::Demos(s) => s.exists(row, index),
             AnySource::Corpus(s) => s.exists(row, index),
         }
     }
@@ -107,17 +112,19 @@ pub enum Split {
 
 /// The document source of `spec` for `split`, with `rows` batch rows.
 pub fn source(spec: &Spec, split: Split, rows: usize) -> anyhow::Result<AnySource> {
+    // Generators draw held-out documents from another seed.
+    let seed = match split {
+        Split::Train => spec.seed,
+        Split::HeldOut { seed_offset } => spec.seed.wrapping_add(seed_offset),
+    };
     let (docs, corpus) = match &spec.data {
         DataSpec::Recall(config) => {
-            let seed = match split {
-                Split::Train => spec.seed,
-                Split::HeldOut { seed_offset } => spec.seed.wrapping_add(seed_offset),
-            };
             return Ok(AnySource::Recall(RecallSource {
                 config: config.clone(),
                 seed,
             }));
         }
+        DataSpec::Demos(config) => return Ok(AnySource::Demos(DemoSource::new(config.clone(), seed))),
         DataSpec::TextDir { path, glob, corpus } => (text_dir(path, glob)?, corpus),
         DataSpec::Jsonl { path, field, corpus } => (jsonl(path, field)?, corpus),
         DataSpec::Cargo {

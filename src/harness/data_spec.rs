@@ -2,9 +2,10 @@
 //! its paths made absolute.
 
 use super::spec::SpecError;
+use crate::data::classify::DemoCorpusConfig;
 use crate::data::RecallConfig;
 use crate::fsutil::resolve_path;
-use crate::tokenizer::TokenizerKind;
+use crate::tokenizer::{Tokenizer, TokenizerKind};
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
 
@@ -33,6 +34,9 @@ mod defaults {
 pub enum DataSpec {
     /// The built-in long-range recall corpus (its own vocabulary, no tokenizer).
     Recall(RecallConfig),
+    /// The built-in classification tasks' demonstrations, one task per document, in their
+    /// own word vocabulary (for in-context learning).
+    Demos(DemoCorpusConfig),
     /// A directory of plain-text documents, one per file.
     TextDir {
         path: PathBuf,
@@ -76,8 +80,17 @@ impl DataSpec {
     pub fn vocab_size(&self) -> i64 {
         match self {
             DataSpec::Recall(r) => r.vocab_size(),
+            _ => self.tokenizer().expect("text data has a tokenizer").vocab_size() as i64,
+        }
+    }
+
+    /// The tokenizer of text data; `None` for the recall corpus (token ids, no text).
+    pub fn tokenizer(&self) -> Option<Box<dyn Tokenizer>> {
+        match self {
+            DataSpec::Recall(_) => None,
+            DataSpec::Demos(d) => Some(Box::new(d.vocab())),
             DataSpec::TextDir { corpus, .. } | DataSpec::Jsonl { corpus, .. } | DataSpec::Cargo { corpus, .. } => {
-                corpus.tokenizer.build().vocab_size() as i64
+                Some(corpus.tokenizer.build())
             }
         }
     }
@@ -101,6 +114,11 @@ pub(super) fn resolve_data(
             r.validate()
                 .map_err(|e| invalid(&format!("data.{}", e.key), &e.value, e.allowed))?;
             DataSpec::Recall(r)
+        }
+        DataSpec::Demos(d) => {
+            d.validate()
+                .map_err(|e| invalid(&format!("data.{}", e.key), &e.value, &e.allowed))?;
+            DataSpec::Demos(d)
         }
         DataSpec::TextDir { path, glob, corpus } => {
             holdout(&corpus)?;

@@ -3,6 +3,7 @@
 //! `Option` left. Every error names the file, the key, the value and what is allowed.
 
 use crate::device::DeviceSpec;
+use crate::eval::icl::IclSpec;
 use crate::fsutil::resolve_path;
 use crate::memory::{BankSharing, Eviction};
 use crate::models::config::default_memory_layer;
@@ -33,6 +34,7 @@ pub struct RawSpec {
     pub memtrm: RawMemTrm,
     pub data: DataSpec,
     pub train: RawTrain,
+    pub icl: Option<IclSpec>,
 }
 
 fn default_device() -> DeviceSpec {
@@ -233,6 +235,9 @@ pub struct Spec {
     pub batch_size: usize,
     pub segment_len: usize,
     pub train: TrainConfig,
+    /// In-context learning evaluation (`longmem eval`); not part of what trains.
+    #[serde(default)]
+    pub icl: Option<IclSpec>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -251,6 +256,12 @@ pub enum SpecError {
 }
 
 impl Spec {
+    /// Whether two specs train the same run: everything but the evaluation settings agrees.
+    pub fn same_training(&self, other: &Spec) -> bool {
+        let strip = |s: &Spec| Spec { icl: None, ..s.clone() };
+        strip(self) == strip(other)
+    }
+
     /// Reads, parses and validates a spec file.
     pub fn load(path: &Path) -> Result<Self, SpecError> {
         let text = std::fs::read_to_string(path).map_err(|source| SpecError::Read {
@@ -476,6 +487,7 @@ fn resolve(raw: RawSpec, path: &Path) -> Result<Spec, SpecError> {
         staleness_every: t.staleness_every,
         staleness_window: t.staleness_window,
     };
+    let icl = raw.icl.map(|icl| resolve_icl(icl, &data, base, &invalid)).transpose()?;
     Ok(Spec {
         seed: raw.seed,
         device: raw.device,
@@ -490,5 +502,77 @@ fn resolve(raw: RawSpec, path: &Path) -> Result<Spec, SpecError> {
         batch_size: t.batch_size,
         segment_len: t.segment_len,
         train,
+        icl,
     })
+}
+
+/// Validates the `[icl]` section and makes its paths absolute.
+fn resolve_icl(
+    mut icl: IclSpec,
+    data: &DataSpec,
+    base: &Path,
+    invalid: &dyn Fn(&str, &dyn std::fmt::Display, &str) -> SpecError,
+) -> Result<IclSpec, SpecError> {
+    const TASKS: [&str; 6] = ["builtin", "sst2", "mr", "subj", "sst5", "mpqa"];
+    if !TASKS.contains(&icl.task.as_str()) {
+        return Err(invalid(
+            "icl.task",
+            &icl.task,
+            "one of builtin, sst2, mr, subj, sst5, mpqa",
+        ));
+    }
+    if data.tokenizer().is_none() {
+        return Err(invalid(
+            "icl",
+            &"(present)",
+            "absent for data.kind = \"recall\", which is token ids without text; ICL needs a text model",
+        ));
+    }
+    if icl.task == "builtin" {
+        if !matches!(data, DataSpec::Demos(_)) {
+            return Err(invalid(
+                "icl.task",
+                &"builtin",
+                "a file task (sst2, mr, subj, sst5, mpqa) unless data.kind = \"demos\", whose vocabulary the built-in task uses",
+            ));
+        }
+    } else {
+        for (key, path) in [
+            ("icl.train_file", &mut icl.train_file),
+            ("icl.test_file", &mut icl.test_file),
+        ] {
+            let Some(p) = path.as_mut() else {
+                return Err(invalid(
+                    key,
+                    &"(missing)",
+                    &format!("a file of task {}'s examples", icl.task),
+                ));
+            };
+            *p = resolve_path(base, p);
+            if !p.is_file() {
+                return Err(invalid(key, &p.display(), "an existing file"));
+            }
+        }
+    }
+    if icl.seeds == 0 {
+        return Err(invalid("icl.seeds", &0, "at least 1"));
+    }
+    if icl.local_shots.is_empty() {
+        return Err(invalid(
+            "icl.local_shots",
+            &"[]",
+            "at least one number of demonstrations",
+        ));
+    }
+    if icl.memory_shots.is_empty() {
+        return Err(invalid(
+            "icl.memory_shots",
+            &"[]",
+            "at least one number (0 = empty memory)",
+        ));
+    }
+    if icl.test_examples == Some(0) {
+        return Err(invalid("icl.test_examples", &0, "at least 1"));
+    }
+    Ok(icl)
 }

@@ -149,6 +149,17 @@ impl Learner {
         self.forward_timed(batch, train, &StageClock::disabled())
     }
 
+    /// Next-token logits `[B, T, V]` for `inputs` in evaluation mode, reading memory but
+    /// writing nothing to it (for scoring prompts against a fixed memory).
+    pub fn logits_read_only(&self, inputs: &Tensor) -> Tensor {
+        let clock = StageClock::disabled();
+        tch::no_grad(|| match self {
+            Learner::Backbone { model, .. } => model.forward(inputs, false).logits,
+            Learner::LongMem { model, bank, .. } => model.forward_timed(inputs, bank, false, &clock).logits,
+            Learner::MemTrm { model, bank, .. } => model.forward_timed(inputs, bank, false, &clock).backbone.logits,
+        })
+    }
+
     /// [`Learner::forward`], charging each stage's time to `clock`.
     pub fn forward_timed(&mut self, batch: &Batch, train: bool, clock: &StageClock) -> StepOutput {
         match self {
