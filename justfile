@@ -10,12 +10,15 @@ export LIBTORCH := `scripts/setup-libtorch.sh`
 default:
     @just --list
 
-# The tiny study on CPU (a few minutes): pretrain a backbone, train LongMem, MemTRM and the
-# plain control, evaluate them. Finished runs are skipped; results land in runs/tiny/.
+# The tiny studies on CPU (about ten minutes): for each, pretrain a backbone, train LongMem,
+# MemTRM and the plain control, evaluate them. Finished runs are skipped; results land in
+# runs/tiny/ (long-range recall) and runs/icl/ (in-context learning).
 reproduce: build-dev
     cargo run --quiet -- doctor
-    for method in pretrain longmem memtrm plain; do cargo run --quiet -- train experiments/tiny/$method.toml; done
-    for method in longmem memtrm plain; do cargo run --quiet -- eval experiments/tiny/$method.toml; done
+    for study in tiny icl; do \
+      for method in pretrain longmem memtrm plain; do cargo run --quiet -- train experiments/$study/$method.toml; done; \
+      for method in longmem memtrm plain; do cargo run --quiet -- eval experiments/$study/$method.toml; done; \
+    done
 
 # The test suite (CPU; CUDA tests skip themselves without a GPU).
 test:
