@@ -78,21 +78,13 @@ impl TemplateKind {
     }
 }
 
-/// A built-in task's vocabulary of inputs and labels.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
+/// A built-in task's vocabulary of inputs and labels (in a spec: the `demos` corpus's
+/// fields of the same names, [`DemoCorpusConfig`]).
+#[derive(Debug, Clone, PartialEq)]
 pub struct ClassifyConfig {
-    /// Label words, one per class (e.g. negative, positive).
-    #[serde(default = "defaults::label_words")]
     pub label_words: Vec<String>,
-    /// Distinct cue words (at most 256).
-    #[serde(default = "defaults::n_cues")]
     pub n_cues: usize,
-    /// Distinct filler words (at most 256).
-    #[serde(default = "defaults::n_fillers")]
     pub n_fillers: usize,
-    /// Filler words around the cue in one input.
-    #[serde(default = "defaults::fillers_per_input")]
     pub fillers_per_input: usize,
 }
 
@@ -322,12 +314,16 @@ pub struct DemoCorpusConfig {
     pub repeat_from_last: Option<usize>,
     #[serde(default)]
     pub template: TemplateKind,
+    /// Label words, one per class (e.g. negative, positive).
     #[serde(default = "defaults::label_words")]
     pub label_words: Vec<String>,
+    /// Distinct cue words (at most 256).
     #[serde(default = "defaults::n_cues")]
     pub n_cues: usize,
+    /// Distinct filler words (at most 256).
     #[serde(default = "defaults::n_fillers")]
     pub n_fillers: usize,
+    /// Filler words around the cue in one input.
     #[serde(default = "defaults::fillers_per_input")]
     pub fillers_per_input: usize,
 }
