@@ -110,6 +110,20 @@ pub struct EvalArgs {
     /// memory has no effect (writes eval-nomemory.json).
     #[arg(long, conflicts_with = "window")]
     pub no_memory: bool,
+    /// Memory size M in tokens for this evaluation (default: the spec's `memory.size`); no
+    /// retraining needed. Files get an `-M<size>-c<chunk>-k<K>` suffix when any of these is set.
+    #[arg(long)]
+    pub memory_size: Option<i64>,
+    /// Chunk size c in tokens (default: the spec's).
+    #[arg(long)]
+    pub chunk: Option<i64>,
+    /// Memory tokens retrieved per query, K (default: the spec's `memory.k`).
+    #[arg(long)]
+    pub top_k: Option<i64>,
+    /// Document-length bucket edges in tokens, comma-separated (default: the paper's
+    /// 5000,10000,100000,500000,1000000).
+    #[arg(long, value_delimiter = ',')]
+    pub length_buckets: Option<Vec<usize>>,
     /// Run only the spec's `[icl]` evaluation (writes icl.json), not the perplexity one.
     #[arg(long, conflicts_with = "window")]
     pub icl_only: bool,

@@ -317,6 +317,36 @@ fn eval_reports_memory_methods_and_the_long_window_reference() {
                 closed["totals"]["nll"], report["totals"]["nll"],
                 "memory changed the numbers"
             );
+            // Memory size, chunk and top-K are evaluation-time settings; the spec's are
+            // M = 32, c = 4, K = 8. Documents of 48 tokens all fall in the first bucket.
+            longmem()
+                .args(["eval", "--documents", "2", "--memory-size", "16", "--top-k", "4"])
+                .args(["--length-buckets", "40,100"])
+                .arg(&spec)
+                .assert()
+                .success();
+            let small: serde_json::Value =
+                serde_json::from_str(&std::fs::read_to_string(dir.path().join("longmem/eval-M16-c4-k4.json")).unwrap())
+                    .unwrap();
+            assert_eq!(report["memory"]["size"], 32);
+            assert_eq!(
+                (small["memory"]["size"].as_i64(), small["memory"]["top_k"].as_i64()),
+                (Some(16), Some(4))
+            );
+            assert_eq!(small["totals"]["tokens"], report["totals"]["tokens"]);
+            assert_ne!(
+                small["totals"]["nll"], report["totals"]["nll"],
+                "a smaller memory changed the numbers"
+            );
+            assert_eq!(small["totals"]["by_length"][0]["bucket"], "40-100");
+            longmem()
+                .args(["eval", "--top-k", "6"])
+                .arg(&spec)
+                .assert()
+                .failure()
+                .stderr(predicate::str::contains(
+                    "top-K 6 is invalid: a positive multiple of the chunk size 4",
+                ));
         } else {
             ablation.failure().stderr(predicate::str::contains("has no memory"));
         }

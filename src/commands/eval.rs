@@ -37,10 +37,45 @@ struct EvalReport<'a> {
     cost: CostReport,
     /// σ(g_h) per head of the memory layer's gate, for memory methods.
     memory_gates: Option<Vec<f64>>,
+    /// The memory the evaluation ran with, for memory methods.
+    memory: Option<MemorySettings>,
+}
+
+/// Memory size M, chunk size c and retrieved tokens K (evaluation-time settings).
+#[derive(Serialize)]
+struct MemorySettings {
+    size: i64,
+    chunk: i64,
+    top_k: i64,
+}
+
+impl MemorySettings {
+    fn of(spec: &Spec, learner: &Learner) -> Option<Self> {
+        learner.bank().map(|_| Self {
+            size: spec.memory.size,
+            chunk: spec.memory.chunk,
+            top_k: spec.memory.k,
+        })
+    }
 }
 
 pub fn run(args: &EvalArgs) -> anyhow::Result<()> {
     let spec = Spec::load(&args.spec)?;
+    if let Some(edges) = &args.length_buckets {
+        if edges.is_empty() || edges.windows(2).any(|w| w[0] >= w[1]) {
+            bail!("--length-buckets {edges:?}: give increasing token counts, e.g. 5000,10000,100000");
+        }
+    }
+    let overrides = args.memory_size.is_some() || args.chunk.is_some() || args.top_k.is_some();
+    if overrides && !matches!(spec.method, Method::Longmem | Method::Memtrm) {
+        bail!(
+            "--memory-size, --chunk and --top-k set a memory model's memory; {} has none",
+            spec.method
+        );
+    }
+    let spec = spec
+        .with_memory(args.memory_size, args.chunk, args.top_k)
+        .map_err(|e| anyhow::anyhow!("{e} (from --memory-size/--chunk/--top-k)"))?;
     let device = spec.device.resolve()?;
     if args.window.is_some() && !matches!(spec.method, Method::Plain | Method::Pretrain) {
         bail!(
@@ -86,6 +121,7 @@ struct IclReport<'a> {
     memory_gates_closed: bool,
     window: usize,
     settings: &'a IclSpec,
+    memory: Option<MemorySettings>,
     summary: Vec<IclSummary>,
     rows: Vec<IclRow>,
 }
@@ -109,11 +145,7 @@ fn in_context(
         spec.batch_size,
         device,
     )?;
-    let path = spec.out_dir.join(if args.no_memory {
-        "icl-nomemory.json"
-    } else {
-        "icl.json"
-    });
+    let path = spec.out_dir.join(output_name("icl", args, &spec));
     for s in &summary {
         println!(
             "{} ({}) ICL {}: {} local + {} in memory: paper {:.3} ± {:.3}  acc {:.3} ± {:.3}  acc_norm {:.3} ± {:.3}  ({} seeds)",
@@ -136,6 +168,7 @@ fn in_context(
         memory_gates_closed: args.no_memory,
         window: spec.segment_len,
         settings: icl,
+        memory: MemorySettings::of(spec, learner),
         summary,
         rows,
     };
@@ -174,7 +207,11 @@ fn perplexity(
     let mut stream = SegmentStream::new(source, spec.batch_size, window, device).with_far_reference(spec.segment_len);
     let clock = StageClock::new(device);
     let start = std::time::Instant::now();
-    let totals = stream_nll_bucketed(learner, &mut stream, batches, &PAPER_LENGTH_EDGES, &clock);
+    let edges = args
+        .length_buckets
+        .clone()
+        .unwrap_or_else(|| PAPER_LENGTH_EDGES.to_vec());
+    let totals = stream_nll_bucketed(learner, &mut stream, batches, &edges, &clock);
     let wall = start.elapsed().as_secs_f64();
     let cost = cost_report(
         &spec,
@@ -198,12 +235,9 @@ fn perplexity(
         far_hit_rate_any_head: hit_rate,
         cost,
         memory_gates: memory_gates(learner),
+        memory: MemorySettings::of(&spec, learner),
     };
-    let path = match (args.window, args.no_memory) {
-        (Some(w), _) => spec.out_dir.join(format!("eval-window{w}.json")),
-        (None, true) => spec.out_dir.join("eval-nomemory.json"),
-        (None, false) => spec.out_dir.join("eval.json"),
-    };
+    let path = spec.out_dir.join(output_name("eval", args, &spec));
     write_json_atomic(&path, &report).with_context(|| format!("writing {}", path.display()))?;
     // Corpora without known answers have no near/far tokens: print "-" rather than NaN.
     let known = |count: f64, value: f64, digits: usize| {
@@ -261,6 +295,23 @@ fn perplexity(
         );
     }
     Ok(())
+}
+
+/// `eval.json`, `eval-window512.json`, `icl-nomemory-M4096-c4-k64.json`: the stem, then what
+/// the evaluation changed.
+fn output_name(stem: &str, args: &EvalArgs, spec: &Spec) -> String {
+    let mut name = stem.to_string();
+    if let Some(w) = args.window {
+        name += &format!("-window{w}");
+    }
+    if args.no_memory {
+        name += "-nomemory";
+    }
+    if args.memory_size.is_some() || args.chunk.is_some() || args.top_k.is_some() {
+        let m = &spec.memory;
+        name += &format!("-M{}-c{}-k{}", m.size, m.chunk, m.k);
+    }
+    name + ".json"
 }
 
 /// The number of documents per row after which no row has any (finite sources); a cap.

@@ -256,6 +256,28 @@ pub enum SpecError {
 }
 
 impl Spec {
+    /// The same spec with memory size, chunk and top-K replaced where given (evaluation-time
+    /// settings: the trained weights do not depend on them). Errors name the setting.
+    pub fn with_memory(&self, size: Option<i64>, chunk: Option<i64>, k: Option<i64>) -> Result<Spec, String> {
+        let mut spec = self.clone();
+        let m = &mut spec.memory;
+        (m.size, m.chunk, m.k) = (size.unwrap_or(m.size), chunk.unwrap_or(m.chunk), k.unwrap_or(m.k));
+        if m.chunk <= 0 {
+            return Err(format!("chunk {} is invalid: a positive number of tokens", m.chunk));
+        }
+        for (name, value) in [("memory size", m.size), ("top-K", m.k)] {
+            if value <= 0 || value % m.chunk != 0 {
+                return Err(format!(
+                    "{name} {value} is invalid: a positive multiple of the chunk size {}",
+                    m.chunk
+                ));
+            }
+        }
+        spec.sidenet.k_tokens = m.k;
+        spec.memtrm.k_tokens = m.k;
+        Ok(spec)
+    }
+
     /// Whether two specs train the same run: everything but the evaluation settings agrees.
     pub fn same_training(&self, other: &Spec) -> bool {
         let strip = |s: &Spec| Spec { icl: None, ..s.clone() };
