@@ -145,7 +145,7 @@ fn in_context(
         spec.batch_size,
         device,
     )?;
-    let path = spec.out_dir.join(output_name("icl", args, &spec));
+    let path = spec.out_dir.join(output_name("icl", args, spec));
     for s in &summary {
         println!(
             "{} ({}) ICL {}: {} local + {} in memory: paper {:.3} ± {:.3}  acc {:.3} ± {:.3}  acc_norm {:.3} ± {:.3}  ({} seeds)",
