@@ -37,6 +37,41 @@ pub enum Command {
     /// Evaluate a trained run on held-out documents: NLL overall, on answers within and
     /// beyond the local window, and the retrieval hit rate. Writes eval.json in the run.
     Eval(EvalArgs),
+    /// Expand an experiment (TOML with a [sweep] grid) and list its runs: which are done,
+    /// failed or to do, and an estimate of the work.
+    Plan(PlanArgs),
+    /// Run an experiment's sweep: shared stages once, finished runs skipped, unfinished
+    /// ones resumed, failures recorded while the rest go on.
+    Sweep(SweepArgs),
+    /// Collect an experiment's results into tables (Parquet, CSV), charts (PNG, SVG) and
+    /// results/<name>/REPORT.md.
+    Report(ReportArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct PlanArgs {
+    /// The experiment, e.g. experiments/reproduce.toml.
+    pub experiment: PathBuf,
+}
+
+#[derive(Debug, Args)]
+pub struct SweepArgs {
+    /// The experiment, e.g. experiments/reproduce.toml.
+    pub experiment: PathBuf,
+    /// Run only shard i of n (0-based), e.g. 0/4: separate processes or cluster tasks can
+    /// share one sweep.
+    #[arg(long)]
+    pub shard: Option<crate::harness::runner::Shard>,
+}
+
+#[derive(Debug, Args)]
+pub struct ReportArgs {
+    /// The experiment(s): one report over all of their runs.
+    #[arg(required = true)]
+    pub experiments: Vec<PathBuf>,
+    /// Output directory (default: results/<name of the first experiment>).
+    #[arg(long)]
+    pub out: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]
@@ -127,6 +162,9 @@ pub struct EvalArgs {
     /// Run only the spec's `[icl]` evaluation (writes icl.json), not the perplexity one.
     #[arg(long, conflicts_with = "window")]
     pub icl_only: bool,
+    /// Skip the spec's `[icl]` evaluation.
+    #[arg(long, conflicts_with = "icl_only")]
+    pub no_icl: bool,
     /// Held-out documents use the spec's seed plus this offset.
     #[arg(long, default_value_t = 1000)]
     pub seed_offset: u64,

@@ -20,6 +20,7 @@ pub mod memory;
 pub mod models;
 pub mod profile;
 pub mod progress;
+pub mod report;
 pub mod seed;
 pub mod tokenizer;
 pub mod train;

@@ -61,6 +61,13 @@ impl MemorySettings {
 
 pub fn run(args: &EvalArgs) -> anyhow::Result<()> {
     let spec = Spec::load(&args.spec)?;
+    let out = spec.out_dir.clone();
+    evaluate_spec(spec, args, &out)
+}
+
+/// Evaluates the run trained by `spec` (weights in `spec.out_dir`) as `args` say, writing
+/// the reports into `out`. `args.spec` only names the spec in messages.
+pub fn evaluate_spec(spec: Spec, args: &EvalArgs, out: &std::path::Path) -> anyhow::Result<()> {
     if let Some(edges) = &args.length_buckets {
         if edges.is_empty() || edges.windows(2).any(|w| w[0] >= w[1]) {
             bail!("--length-buckets {edges:?}: give increasing token counts, e.g. 5000,10000,100000");
@@ -102,10 +109,10 @@ pub fn run(args: &EvalArgs) -> anyhow::Result<()> {
         close_memory_gates(&learner, &spec)?;
     }
     if !args.icl_only {
-        perplexity(args, &spec, &mut learner, window, device)?;
+        perplexity(args, &spec, &mut learner, window, device, out)?;
     }
     match &spec.icl {
-        Some(icl) if args.window.is_none() => in_context(args, &spec, icl, &mut learner, device),
+        Some(icl) if args.window.is_none() && !args.no_icl => in_context(args, &spec, icl, &mut learner, device, out),
         Some(_) => Ok(()),
         None if args.icl_only => bail!(
             "{} has no [icl] section to evaluate; add one (see experiments/icl/)",
@@ -133,6 +140,7 @@ fn in_context(
     icl: &IclSpec,
     learner: &mut Learner,
     device: tch::Device,
+    out: &std::path::Path,
 ) -> anyhow::Result<()> {
     let tokenizer = spec.data.tokenizer().expect("specs with [icl] have text data");
     let task = IclTask::from_spec(icl, &spec.data, spec.seed.wrapping_add(args.seed_offset))?;
@@ -145,7 +153,7 @@ fn in_context(
         spec.batch_size,
         device,
     )?;
-    let path = spec.out_dir.join(output_name("icl", args, spec));
+    let path = out.join(output_name("icl", args, spec));
     for s in &summary {
         println!(
             "{} ({}) ICL {}: {} local + {} in memory: paper {:.3} ± {:.3}  acc {:.3} ± {:.3}  acc_norm {:.3} ± {:.3}  ({} seeds)",
@@ -184,6 +192,7 @@ fn perplexity(
     learner: &mut Learner,
     window: usize,
     device: tch::Device,
+    out: &std::path::Path,
 ) -> anyhow::Result<()> {
     let spec = spec.clone();
     let source = build::source(
@@ -237,7 +246,7 @@ fn perplexity(
         memory_gates: memory_gates(learner),
         memory: MemorySettings::of(&spec, learner),
     };
-    let path = spec.out_dir.join(output_name("eval", args, &spec));
+    let path = out.join(output_name("eval", args, &spec));
     write_json_atomic(&path, &report).with_context(|| format!("writing {}", path.display()))?;
     // Corpora without known answers have no near/far tokens: print "-" rather than NaN.
     let known = |count: f64, value: f64, digits: usize| {

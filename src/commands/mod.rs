@@ -3,5 +3,8 @@
 pub mod doctor;
 pub mod eval;
 pub mod lm;
+pub mod plan;
+pub mod report;
+pub mod sweep;
 pub mod tokenize;
 pub mod train;

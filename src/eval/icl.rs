@@ -297,7 +297,7 @@ fn label_word(ex: Example, words: &[String], path: &Path) -> anyhow::Result<Exam
 }
 
 /// One seed's accuracy at one (local, memory) setting.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct IclRow {
     pub task: String,
     pub seed: u64,

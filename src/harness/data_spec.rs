@@ -100,6 +100,7 @@ impl DataSpec {
 pub(super) fn resolve_data(
     data: DataSpec,
     base: &Path,
+    check_paths: bool,
     invalid: &dyn Fn(&str, &dyn std::fmt::Display, &str) -> SpecError,
 ) -> Result<DataSpec, SpecError> {
     let holdout = |corpus: &CorpusOptions| {
@@ -123,7 +124,7 @@ pub(super) fn resolve_data(
         DataSpec::TextDir { path, glob, corpus } => {
             holdout(&corpus)?;
             let path = resolve_path(base, &path);
-            if !path.is_dir() {
+            if check_paths && !path.is_dir() {
                 return Err(invalid(
                     "data.path",
                     &path.display(),
@@ -135,7 +136,7 @@ pub(super) fn resolve_data(
         DataSpec::Jsonl { path, field, corpus } => {
             holdout(&corpus)?;
             let path = resolve_path(base, &path);
-            if !path.is_file() {
+            if check_paths && !path.is_file() {
                 return Err(invalid("data.path", &path.display(), "an existing JSONL file"));
             }
             DataSpec::Jsonl { path, field, corpus }
@@ -158,7 +159,7 @@ pub(super) fn resolve_data(
                 || Path::new(env!("CARGO_MANIFEST_DIR")).join("Cargo.lock"),
                 |l| resolve_path(base, &l),
             );
-            if !lock.is_file() {
+            if check_paths && !lock.is_file() {
                 return Err(invalid("data.lock", &lock.display(), "an existing Cargo.lock"));
             }
             DataSpec::Cargo {

@@ -1,5 +1,8 @@
-//! The harness: specs (TOML → validated config) and turning a spec into a run.
+//! The harness: specs (TOML → validated config), turning a spec into a run, experiments
+//! (sweeps) and running them.
 
 pub mod build;
 pub mod data_spec;
+pub mod experiment;
+pub mod runner;
 pub mod spec;

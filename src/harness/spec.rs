@@ -299,11 +299,38 @@ impl Spec {
             path: path.into(),
             message: e.to_string(),
         })?;
-        resolve(raw, path)
+        resolve(raw, path, FileChecks::All)
+    }
+
+    /// Resolves a spec given as a TOML table (an experiment's sweep point); `path` names the
+    /// experiment file in errors and anchors relative paths. Files are checked as `check`
+    /// says: the backbone weights may be an upstream run's output that does not exist yet,
+    /// and planning may look at a spec whose data lives on another machine.
+    pub fn from_table(table: toml::Table, path: &Path, check: FileChecks) -> Result<Self, SpecError> {
+        let raw: RawSpec = toml::Value::Table(table)
+            .try_into()
+            .map_err(|e: toml::de::Error| SpecError::Parse {
+                path: path.into(),
+                message: e.to_string(),
+            })?;
+        resolve(raw, path, check)
     }
 }
 
-fn resolve(raw: RawSpec, path: &Path) -> Result<Spec, SpecError> {
+/// Which input files resolving a spec checks for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FileChecks {
+    /// Every file the spec names.
+    All,
+    /// All but the backbone weights (an upstream run makes them).
+    NotWeights,
+    /// None (planning only).
+    None,
+}
+
+fn resolve(raw: RawSpec, path: &Path, check: FileChecks) -> Result<Spec, SpecError> {
+    let weights_exist = check == FileChecks::All;
+    let check_paths = check != FileChecks::None;
     let invalid = |key: &str, value: &dyn std::fmt::Display, allowed: &str| SpecError::Invalid {
         path: path.into(),
         key: key.into(),
@@ -317,7 +344,7 @@ fn resolve(raw: RawSpec, path: &Path) -> Result<Spec, SpecError> {
     };
     let base_buf = std::fs::canonicalize(parent).unwrap_or_else(|_| parent.to_path_buf());
     let base = base_buf.as_path();
-    let data = resolve_data(raw.data, base, &invalid)?;
+    let data = resolve_data(raw.data, base, check_paths, &invalid)?;
     let t = &raw.train;
     if t.steps == 0 {
         return Err(invalid("train.steps", &t.steps, "at least 1"));
@@ -407,7 +434,7 @@ fn resolve(raw: RawSpec, path: &Path) -> Result<Spec, SpecError> {
                 ),
             ))
         }
-        (Some(w), _) if !w.is_file() => {
+        (Some(w), _) if weights_exist && !w.is_file() => {
             return Err(invalid(
                 "backbone.weights",
                 &w.display(),
@@ -509,7 +536,10 @@ fn resolve(raw: RawSpec, path: &Path) -> Result<Spec, SpecError> {
         staleness_every: t.staleness_every,
         staleness_window: t.staleness_window,
     };
-    let icl = raw.icl.map(|icl| resolve_icl(icl, &data, base, &invalid)).transpose()?;
+    let icl = raw
+        .icl
+        .map(|icl| resolve_icl(icl, &data, base, check_paths, &invalid))
+        .transpose()?;
     Ok(Spec {
         seed: raw.seed,
         device: raw.device,
@@ -533,6 +563,7 @@ fn resolve_icl(
     mut icl: IclSpec,
     data: &DataSpec,
     base: &Path,
+    check_paths: bool,
     invalid: &dyn Fn(&str, &dyn std::fmt::Display, &str) -> SpecError,
 ) -> Result<IclSpec, SpecError> {
     const TASKS: [&str; 6] = ["builtin", "sst2", "mr", "subj", "sst5", "mpqa"];
@@ -571,7 +602,7 @@ fn resolve_icl(
                 ));
             };
             *p = resolve_path(base, p);
-            if !p.is_file() {
+            if check_paths && !p.is_file() {
                 return Err(invalid(key, &p.display(), "an existing file"));
             }
         }

@@ -1,0 +1,95 @@
+//! `longmem plan <experiment>`: the expanded runs, their state, and the work they take.
+
+use crate::cli::PlanArgs;
+use crate::eval::cost::{forward_flops_per_token, FlopShape};
+use crate::harness::experiment::{Experiment, PlannedRun, Stage};
+use crate::harness::runner::{status, Status};
+use crate::harness::spec::Spec;
+use crate::train::Method;
+
+pub fn run(args: &PlanArgs) -> anyhow::Result<()> {
+    let experiment = Experiment::load(&args.experiment)?;
+    // Input files need not exist here: a paper-scale experiment plans on any machine.
+    let runs = experiment.plan_checking(false)?;
+    println!(
+        "{} ({}): {} runs under {}",
+        experiment.name,
+        experiment.file.display(),
+        runs.len(),
+        experiment.runs_dir.display()
+    );
+    let (mut done, mut failed, mut flops_todo, mut tokens_todo) = (0, 0, 0.0, 0.0);
+    for run in &runs {
+        let state = match status(&run.dir) {
+            Some(Status::Done { .. }) => {
+                done += 1;
+                "done"
+            }
+            Some(Status::Failed { .. }) => {
+                failed += 1;
+                "failed"
+            }
+            Some(Status::Running { .. }) => "started",
+            None => "to do",
+        };
+        let (tokens, flops) = work(run);
+        if state != "done" {
+            tokens_todo += tokens;
+            flops_todo += flops;
+        }
+        let mut params = vec![format!("seed={}", run.spec.seed)];
+        params.extend(run.params.iter().map(|(k, v)| format!("{k}={v}")));
+        println!(
+            "  {:<8} {:<22} {:<7} {:>9.2e} tokens  {}",
+            run.stage.to_string(),
+            run.id,
+            state,
+            tokens,
+            params.join(" ")
+        );
+    }
+    // The tiny models of experiments/ sustain about 50 GFLOP/s on 2 CPU cores.
+    println!(
+        "{done} done, {failed} failed, {} to do: about {tokens_todo:.2e} tokens, {:.2e} FLOPs \
+         ({:.1} min at 50 GFLOP/s sustained, {:.1} h at 1 GFLOP/s)",
+        runs.len() - done,
+        flops_todo,
+        flops_todo / 50e9 / 60.0,
+        flops_todo / 1e9 / 3600.0
+    );
+    Ok(())
+}
+
+/// Tokens a run processes and their FLOPs: training takes about three forward passes per
+/// token (forward and backward).
+fn work(run: &PlannedRun) -> (f64, f64) {
+    let spec = &run.spec;
+    let per_token = forward_flops_per_token(&shape(spec));
+    match run.stage {
+        Stage::Pretrain | Stage::Train => {
+            let tokens = (spec.train.steps * (spec.batch_size * spec.segment_len) as u64) as f64;
+            (tokens, 3.0 * per_token * tokens)
+        }
+        // Evaluation reads a bounded number of held-out documents; count one document per row.
+        Stage::Eval | Stage::Icl => {
+            let tokens = (spec.batch_size * spec.segment_len * 64) as f64;
+            (tokens, per_token * tokens)
+        }
+    }
+}
+
+fn shape(spec: &Spec) -> FlopShape<'_> {
+    let memory = matches!(spec.method, Method::Longmem | Method::Memtrm)
+        .then(|| (spec.memory.size / spec.memory.chunk, spec.memory.k));
+    FlopShape {
+        backbone: &spec.backbone,
+        window: spec.segment_len as i64,
+        sidenet_layers: if spec.method == Method::Longmem {
+            spec.sidenet.layers
+        } else {
+            0
+        },
+        backbone_head: spec.method != Method::Longmem,
+        memory,
+    }
+}

@@ -1,0 +1,530 @@
+//! Experiments (DESIGN.md §5): one TOML file holds a base run spec, the settings of the
+//! shared pretraining stage, evaluation settings and a `[sweep]` block whose lists expand to
+//! a grid. Expansion gives the runs, each with an id that hashes its resolved config:
+//!
+//! - `pretrain`: the backbone, trained once per distinct backbone config (the sweep's seed
+//!   and method do not reach it). Skipped when the base names `backbone.weights`.
+//! - `train`: one per distinct (method, swept training settings) point.
+//! - `eval`: one per train run and evaluation point (`eval.memory_size`, `eval.chunk`,
+//!   `eval.top_k`: evaluation-time settings, no retraining).
+//! - `icl`: one per train run when the base has an `[icl]` section.
+//!
+//! Runs live in `<runs_dir>/<stage>/<method>-<hash>/`; identical configs share a directory,
+//! also across experiments, so shared stages are reused.
+
+use super::spec::{FileChecks, Spec, SpecError};
+use crate::fsutil::resolve_path;
+use crate::train::Method;
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use toml::{Table, Value};
+
+/// Sweep keys that set evaluation points rather than training runs.
+const EVAL_SWEEP_KEYS: [&str; 3] = ["eval.memory_size", "eval.chunk", "eval.top_k"];
+
+/// The `[eval]` settings every evaluation run of an experiment shares.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EvalSettings {
+    /// Held-out documents per batch row (generators; default 8), or at most this many held-out
+    /// documents (corpora; default all).
+    pub documents: Option<u64>,
+    /// Held-out documents come from the seed plus this offset.
+    #[serde(default = "default_seed_offset")]
+    pub seed_offset: u64,
+    /// Document-length bucket edges in tokens (default: the paper's).
+    pub length_buckets: Option<Vec<usize>>,
+}
+
+fn default_seed_offset() -> u64 {
+    1000
+}
+
+impl Default for EvalSettings {
+    fn default() -> Self {
+        Self {
+            documents: None,
+            seed_offset: default_seed_offset(),
+            length_buckets: None,
+        }
+    }
+}
+
+/// One evaluation point: the memory an evaluation runs with (`None`: the trained one).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EvalPoint {
+    pub memory_size: Option<i64>,
+    pub chunk: Option<i64>,
+    pub top_k: Option<i64>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Stage {
+    Pretrain,
+    Train,
+    Eval,
+    Icl,
+}
+
+impl std::fmt::Display for Stage {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Stage::Pretrain => "pretrain",
+            Stage::Train => "train",
+            Stage::Eval => "eval",
+            Stage::Icl => "icl",
+        })
+    }
+}
+
+/// One run of an expanded experiment.
+#[derive(Debug, Clone)]
+pub struct PlannedRun {
+    /// `<method>-<12 hex digits of the config hash>`.
+    pub id: String,
+    pub stage: Stage,
+    /// The resolved spec. Its `out_dir` is where the trained weights are: the run's own
+    /// directory for pretrain and train runs, the train run's for eval and icl runs.
+    pub spec: Spec,
+    /// The run's directory.
+    pub dir: PathBuf,
+    /// The run this one needs first.
+    pub depends_on: Option<String>,
+    /// Evaluation point (eval runs).
+    pub eval: Option<EvalPoint>,
+    /// Swept parameters and their values at this run, for tables.
+    pub params: BTreeMap<String, String>,
+}
+
+/// An experiment file, parsed and checked.
+#[derive(Debug, Clone)]
+pub struct Experiment {
+    pub name: String,
+    pub file: PathBuf,
+    pub runs_dir: PathBuf,
+    pub eval: EvalSettings,
+    base: Table,
+    pretrain: Vec<(String, Value)>,
+    sweep: Vec<(String, Vec<Value>)>,
+    eval_sweep: Vec<(String, Vec<Value>)>,
+}
+
+/// An experiment's error: the file, then what is wrong.
+fn invalid(file: &Path, key: &str, value: &dyn std::fmt::Display, allowed: &str) -> SpecError {
+    SpecError::Invalid {
+        path: file.into(),
+        key: key.into(),
+        value: value.to_string(),
+        allowed: allowed.into(),
+    }
+}
+
+impl Experiment {
+    pub fn load(file: &Path) -> Result<Self, SpecError> {
+        let text = std::fs::read_to_string(file).map_err(|source| SpecError::Read {
+            path: file.into(),
+            source,
+        })?;
+        let mut base: Table = toml::from_str(&text).map_err(|e| SpecError::Parse {
+            path: file.into(),
+            message: e.to_string(),
+        })?;
+        let name = match base.remove("name") {
+            None => file
+                .file_stem()
+                .map_or("experiment".into(), |s| s.to_string_lossy().into_owned()),
+            Some(Value::String(s)) if !s.is_empty() && !s.contains(['/', '\\']) => s,
+            Some(v) => return Err(invalid(file, "name", &v, "a non-empty string without slashes")),
+        };
+        let parent = file
+            .parent()
+            .filter(|p| !p.as_os_str().is_empty())
+            .unwrap_or(Path::new("."));
+        let base_dir = std::fs::canonicalize(parent).unwrap_or_else(|_| parent.to_path_buf());
+        let runs_dir = match base.remove("runs_dir") {
+            None => resolve_path(&base_dir, Path::new("../runs")),
+            Some(Value::String(s)) => resolve_path(&base_dir, Path::new(&s)),
+            Some(v) => return Err(invalid(file, "runs_dir", &v, "a directory path (relative to the file)")),
+        };
+        if base.contains_key("out_dir") {
+            return Err(invalid(
+                file,
+                "out_dir",
+                &"(set)",
+                "absent in an experiment: its runs go under runs_dir/<stage>/<id>/",
+            ));
+        }
+        let table = |key: &str, base: &mut Table| -> Result<Vec<(String, Value)>, SpecError> {
+            match base.remove(key) {
+                None => Ok(Vec::new()),
+                Some(Value::Table(t)) => Ok(t.into_iter().collect()),
+                Some(v) => Err(invalid(file, key, &v, "a table")),
+            }
+        };
+        let pretrain = table("pretrain", &mut base)?;
+        let eval_table = table("eval", &mut base)?;
+        let eval: EvalSettings = Value::Table(eval_table.into_iter().collect())
+            .try_into()
+            .map_err(|e: toml::de::Error| invalid(file, "eval", &"(table)", &e.to_string()))?;
+        let mut sweep = Vec::new();
+        let mut eval_sweep = Vec::new();
+        for (key, value) in table("sweep", &mut base)? {
+            let values = match value {
+                Value::Array(a) if !a.is_empty() => a,
+                v => {
+                    return Err(invalid(
+                        file,
+                        &format!("sweep.\"{key}\""),
+                        &v,
+                        "a non-empty list of values",
+                    ))
+                }
+            };
+            if key.starts_with("eval.") {
+                if !EVAL_SWEEP_KEYS.contains(&key.as_str()) {
+                    return Err(invalid(
+                        file,
+                        &format!("sweep.\"{key}\""),
+                        &"(list)",
+                        "an evaluation point key: eval.memory_size, eval.chunk or eval.top_k",
+                    ));
+                }
+                if let Some(bad) = values.iter().find(|v| !v.is_integer()) {
+                    return Err(invalid(file, &format!("sweep.\"{key}\""), bad, "integers (tokens)"));
+                }
+                eval_sweep.push((key, values));
+            } else if key == "out_dir" || key == "pretrain" {
+                return Err(invalid(file, &format!("sweep.\"{key}\""), &"(list)", "a run setting"));
+            } else {
+                sweep.push((key, values));
+            }
+        }
+        Ok(Self {
+            name,
+            file: file.to_path_buf(),
+            runs_dir,
+            eval,
+            base,
+            pretrain,
+            sweep,
+            eval_sweep,
+        })
+    }
+
+    /// Expands the grid into runs in dependency order (pretrain, train, eval, icl), one per
+    /// distinct config. Every point is resolved and validated first: an impossible
+    /// combination is an error naming the point, before anything runs.
+    pub fn plan(&self) -> Result<Vec<PlannedRun>, SpecError> {
+        self.plan_checking(true)
+    }
+
+    /// [`Experiment::plan`]; with `strict = false` input files (data, weights) need not
+    /// exist, so a paper-scale experiment can be planned on a machine without its data.
+    pub fn plan_checking(&self, strict: bool) -> Result<Vec<PlannedRun>, SpecError> {
+        let (checks, upstream_checks) = if strict {
+            (FileChecks::All, FileChecks::NotWeights)
+        } else {
+            (FileChecks::None, FileChecks::None)
+        };
+        let mut runs: Vec<PlannedRun> = Vec::new();
+        let mut seen = std::collections::HashSet::new();
+        let mut push = |run: PlannedRun, runs: &mut Vec<PlannedRun>| {
+            if seen.insert(run.dir.clone()) {
+                runs.push(run);
+            }
+        };
+        let explicit_weights = self
+            .base
+            .get("backbone")
+            .and_then(Value::as_table)
+            .is_some_and(|b| b.contains_key("weights"));
+        for point in grid(&self.sweep) {
+            let describe = || describe_point(&point);
+            let mut table = self.placeholder_base();
+            for (key, value) in &point {
+                set_path(&mut table, key, value.clone());
+            }
+            let method = table.get("method").and_then(Value::as_str).unwrap_or("").to_string();
+            if method == "pretrain" {
+                return Err(invalid(
+                    &self.file,
+                    "method",
+                    &"pretrain",
+                    "longmem, memtrm or plain: the pretraining stage is implicit ([pretrain] sets it)",
+                ));
+            }
+            let mut upstream = None;
+            if !explicit_weights {
+                let pre = self
+                    .pretrain_run(&point, checks)
+                    .map_err(|e| at_point(e, &describe()))?;
+                let weights = pre.dir.join("backbone.safetensors");
+                set_path(
+                    &mut table,
+                    "backbone.weights",
+                    Value::String(weights.display().to_string()),
+                );
+                upstream = Some(pre.id.clone());
+                push(pre, &mut runs);
+            }
+            let run_dir_for = |stage: Stage, id: &str| self.runs_dir.join(stage.to_string()).join(id);
+            let checks = if explicit_weights { checks } else { upstream_checks };
+            let mut spec = Spec::from_table(table, &self.file, checks).map_err(|e| at_point(e, &describe()))?;
+            let id = run_id(&spec, upstream.as_deref(), "");
+            let dir = run_dir_for(Stage::Train, &id);
+            spec.out_dir = dir.clone();
+            let params = relevant_params(&point, spec.method);
+            let trained = PlannedRun {
+                id: id.clone(),
+                stage: Stage::Train,
+                spec: spec.clone(),
+                dir,
+                depends_on: upstream.clone(),
+                eval: None,
+                params: params.clone(),
+            };
+            push(trained, &mut runs);
+            let has_memory = matches!(spec.method, Method::Longmem | Method::Memtrm);
+            let eval_grid = if has_memory {
+                grid(&self.eval_sweep)
+            } else {
+                vec![Vec::new()]
+            };
+            for eval_values in eval_grid {
+                let point = eval_point(&eval_values);
+                spec.with_memory(point.memory_size, point.chunk, point.top_k)
+                    .map_err(|e| invalid(&self.file, "sweep", &describe_point(&eval_values), &e))?;
+                let salt = serde_json::to_string(&(&point, &self.eval)).expect("serialisable");
+                let eval_id = run_id(&spec, Some(&id), &salt);
+                let mut eval_params = params.clone();
+                let resolved = spec
+                    .with_memory(point.memory_size, point.chunk, point.top_k)
+                    .expect("checked");
+                if has_memory {
+                    eval_params.insert("memory_size".into(), resolved.memory.size.to_string());
+                    eval_params.insert("chunk".into(), resolved.memory.chunk.to_string());
+                    eval_params.insert("top_k".into(), resolved.memory.k.to_string());
+                }
+                push(
+                    PlannedRun {
+                        id: eval_id.clone(),
+                        stage: Stage::Eval,
+                        spec: spec.clone(),
+                        dir: run_dir_for(Stage::Eval, &eval_id),
+                        depends_on: Some(id.clone()),
+                        eval: Some(point),
+                        params: eval_params,
+                    },
+                    &mut runs,
+                );
+            }
+            if let Some(icl) = &spec.icl {
+                let salt = serde_json::to_string(&(icl, self.eval.seed_offset)).expect("serialisable");
+                let icl_id = run_id(&spec, Some(&id), &salt);
+                push(
+                    PlannedRun {
+                        id: icl_id.clone(),
+                        stage: Stage::Icl,
+                        spec: spec.clone(),
+                        dir: run_dir_for(Stage::Icl, &icl_id),
+                        depends_on: Some(id.clone()),
+                        eval: None,
+                        params,
+                    },
+                    &mut runs,
+                );
+            }
+        }
+        runs.sort_by_key(|r| r.stage);
+        Ok(runs)
+    }
+
+    /// The pretraining run a sweep point needs: the base with the point's settings but its
+    /// seed and method, then `[pretrain]`'s, as method `pretrain`.
+    fn pretrain_run(&self, point: &[(String, Value)], checks: FileChecks) -> Result<PlannedRun, SpecError> {
+        let mut table = self.placeholder_base();
+        for (key, value) in point.iter().filter(|(k, _)| k != "seed" && k != "method") {
+            set_path(&mut table, key, value.clone());
+        }
+        table.remove("icl");
+        for (key, value) in &self.pretrain {
+            set_path(&mut table, key, value.clone());
+        }
+        set_path(&mut table, "method", Value::String("pretrain".into()));
+        let mut spec = Spec::from_table(table, &self.file, checks)?;
+        let id = run_id(&spec, None, "");
+        let dir = self.runs_dir.join(Stage::Pretrain.to_string()).join(&id);
+        spec.out_dir = dir.clone();
+        Ok(PlannedRun {
+            id,
+            stage: Stage::Pretrain,
+            spec,
+            dir,
+            depends_on: None,
+            eval: None,
+            params: BTreeMap::new(),
+        })
+    }
+
+    /// The base spec with an `out_dir` to satisfy the spec's form; each run replaces it
+    /// with its own directory.
+    fn placeholder_base(&self) -> Table {
+        let mut table = self.base.clone();
+        table.insert("out_dir".into(), Value::String(self.runs_dir.display().to_string()));
+        table
+    }
+
+    /// Names of the swept parameters (table columns), training ones first.
+    pub fn swept_keys(&self) -> Vec<String> {
+        self.sweep.iter().map(|(k, _)| k.clone()).collect()
+    }
+}
+
+/// Every combination of the sweep's values, the first key varying slowest.
+fn grid(sweep: &[(String, Vec<Value>)]) -> Vec<Vec<(String, Value)>> {
+    let mut points = vec![Vec::new()];
+    for (key, values) in sweep {
+        points = points
+            .into_iter()
+            .flat_map(|point| {
+                values.iter().map(move |v| {
+                    let mut p = point.clone();
+                    p.push((key.clone(), v.clone()));
+                    p
+                })
+            })
+            .collect();
+    }
+    points
+}
+
+fn eval_point(values: &[(String, Value)]) -> EvalPoint {
+    let get = |key: &str| values.iter().find(|(k, _)| k == key).and_then(|(_, v)| v.as_integer());
+    EvalPoint {
+        memory_size: get("eval.memory_size"),
+        chunk: get("eval.chunk"),
+        top_k: get("eval.top_k"),
+    }
+}
+
+fn describe_point(point: &[(String, Value)]) -> String {
+    let parts: Vec<String> = point.iter().map(|(k, v)| format!("{k} = {v}")).collect();
+    if parts.is_empty() {
+        "the base spec".into()
+    } else {
+        parts.join(", ")
+    }
+}
+
+/// Adds the sweep point to an error's message.
+fn at_point(e: SpecError, point: &str) -> SpecError {
+    match e {
+        SpecError::Invalid {
+            path,
+            key,
+            value,
+            allowed,
+        } => SpecError::Invalid {
+            path,
+            key,
+            value,
+            allowed: format!("{allowed} (at sweep point: {point})"),
+        },
+        SpecError::Parse { path, message } => SpecError::Parse {
+            path,
+            message: format!("{message} (at sweep point: {point})"),
+        },
+        other => other,
+    }
+}
+
+/// Sets `a.b.c` in a TOML table, creating the tables on the way.
+fn set_path(table: &mut Table, key: &str, value: Value) {
+    let mut parts: Vec<&str> = key.split('.').collect();
+    let last = parts.pop().expect("split yields one part");
+    let mut here = table;
+    for part in parts {
+        let entry = here.entry(part).or_insert_with(|| Value::Table(Table::new()));
+        if !entry.is_table() {
+            *entry = Value::Table(Table::new());
+        }
+        here = entry.as_table_mut().expect("made a table");
+    }
+    here.insert(last.to_string(), value);
+}
+
+/// The swept parameters that matter for `method`: SideNet settings only for LongMem,
+/// MemTRM's only for MemTRM, memory settings for neither plain nor pretrain. The method and
+/// the seed have columns of their own.
+fn relevant_params(point: &[(String, Value)], method: Method) -> BTreeMap<String, String> {
+    point
+        .iter()
+        .filter(|(k, _)| k != "method" && k != "seed")
+        .filter(|(k, _)| match method {
+            Method::Longmem => !k.starts_with("memtrm."),
+            Method::Memtrm => !k.starts_with("sidenet."),
+            Method::Plain | Method::Pretrain => {
+                !(k.starts_with("sidenet.") || k.starts_with("memtrm.") || k.starts_with("memory."))
+            }
+        })
+        .map(|(k, v)| {
+            let text = match v {
+                Value::String(s) => s.clone(),
+                other => other.to_string(),
+            };
+            (k.clone(), text)
+        })
+        .collect()
+}
+
+/// `<method>-<hash>`: a BLAKE3 hash of the resolved config with what does not change the
+/// run left out (its directory, evaluation settings, the sections its method ignores) and
+/// the upstream run's id in place of the backbone weights' path, plus `salt`.
+pub fn run_id(spec: &Spec, upstream: Option<&str>, salt: &str) -> String {
+    let mut value = serde_json::to_value(spec).expect("specs serialise");
+    let map = value.as_object_mut().expect("a spec is a JSON object");
+    map.remove("out_dir");
+    map.remove("icl");
+    if let Some(up) = upstream {
+        map.insert("backbone_weights".into(), serde_json::Value::String(up.into()));
+    }
+    let ignored: &[&str] = match spec.method {
+        Method::Pretrain | Method::Plain => &["memory", "sidenet", "memtrm"],
+        Method::Longmem => &["memtrm"],
+        Method::Memtrm => &["sidenet"],
+    };
+    for key in ignored {
+        map.remove(*key);
+    }
+    let text = serde_json::to_string(&value).expect("serialisable") + salt;
+    let hash = blake3::hash(text.as_bytes()).to_hex();
+    format!("{}-{}", spec.method, &hash[..12])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn grids_vary_the_last_key_fastest_and_paths_create_tables() {
+        let sweep = vec![
+            ("a".to_string(), vec![Value::Integer(1), Value::Integer(2)]),
+            (
+                "b.c".to_string(),
+                vec![Value::Integer(3), Value::Integer(4), Value::Integer(5)],
+            ),
+        ];
+        let points = grid(&sweep);
+        assert_eq!(points.len(), 6);
+        assert_eq!(
+            points[1],
+            vec![("a".into(), Value::Integer(1)), ("b.c".into(), Value::Integer(4))]
+        );
+        let mut t = Table::new();
+        set_path(&mut t, "b.c", Value::Integer(7));
+        assert_eq!(t["b"]["c"].as_integer(), Some(7));
+        assert_eq!(grid(&[]), vec![Vec::new()]);
+    }
+}

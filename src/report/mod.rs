@@ -1,0 +1,230 @@
+//! Reports (DESIGN.md §5): every finished evaluation of one or more experiments collected
+//! into rows (one per run and metric, every swept parameter a column), aggregated over
+//! seeds, written as Parquet and CSV with polars, drawn with plotters, and summed up in
+//! REPORT.md.
+
+pub mod charts;
+pub mod markdown;
+pub mod tables;
+
+use crate::eval::icl::IclRow;
+use crate::eval::NllTotals;
+use crate::harness::experiment::{Experiment, PlannedRun, Stage};
+use crate::harness::runner::{status, Metadata, Status};
+use anyhow::Context;
+use serde::Deserialize;
+use std::collections::BTreeMap;
+use std::path::Path;
+
+/// One measured value of one run.
+#[derive(Debug, Clone, PartialEq)]
+pub struct MetricRow {
+    pub experiment: String,
+    pub stage: Stage,
+    pub run: String,
+    pub method: String,
+    pub seed: u64,
+    /// A replicate within the run (an ICL seed); 0 otherwise.
+    pub rep: u64,
+    pub params: BTreeMap<String, String>,
+    pub metric: String,
+    pub value: f64,
+}
+
+/// What one evaluation run wrote, as far as reports read it.
+#[derive(Deserialize)]
+struct EvalFile {
+    totals: NllTotals,
+    cost: CostFile,
+}
+
+#[derive(Deserialize)]
+struct CostFile {
+    positions_per_second: f64,
+    latency_us_per_position: BTreeMap<String, f64>,
+    mfu: f64,
+    peak_rss_bytes: Option<u64>,
+}
+
+#[derive(Deserialize)]
+struct IclFile {
+    rows: Vec<IclRow>,
+}
+
+/// Everything a report is made of.
+pub struct Collected {
+    pub experiments: Vec<Experiment>,
+    pub rows: Vec<MetricRow>,
+    /// Metadata of one finished run (versions, device, commit), for the setup section.
+    pub metadata: Option<Metadata>,
+    /// Runs planned, finished, failed.
+    pub counts: (usize, usize, usize),
+}
+
+/// Reads every finished eval and icl run of `experiments`.
+pub fn collect(files: &[std::path::PathBuf]) -> anyhow::Result<Collected> {
+    let mut experiments = Vec::new();
+    let mut rows = Vec::new();
+    let mut metadata = None;
+    let (mut planned, mut finished, mut failed) = (0, 0, 0);
+    for file in files {
+        let experiment = Experiment::load(file)?;
+        let runs = experiment.plan()?;
+        for run in &runs {
+            planned += 1;
+            match status(&run.dir) {
+                Some(Status::Done { .. }) => finished += 1,
+                Some(Status::Failed { .. }) => failed += 1,
+                _ => {}
+            }
+            if !matches!(status(&run.dir), Some(Status::Done { .. })) {
+                continue;
+            }
+            if metadata.is_none() {
+                metadata = std::fs::read_to_string(run.dir.join("metadata.json"))
+                    .ok()
+                    .and_then(|t| serde_json::from_str(&t).ok());
+            }
+            match run.stage {
+                Stage::Eval => rows.extend(eval_rows(&experiment, run)?),
+                Stage::Icl => rows.extend(icl_rows(&experiment, run)?),
+                Stage::Pretrain | Stage::Train => {}
+            }
+        }
+        experiments.push(experiment);
+    }
+    Ok(Collected {
+        experiments,
+        rows,
+        metadata,
+        counts: (planned, finished, failed),
+    })
+}
+
+fn read<T: for<'de> Deserialize<'de>>(path: &Path) -> anyhow::Result<T> {
+    let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+    serde_json::from_str(&text).with_context(|| format!("parsing {}", path.display()))
+}
+
+fn row(
+    experiment: &Experiment,
+    run: &PlannedRun,
+    rep: u64,
+    params: &BTreeMap<String, String>,
+) -> impl Fn(&str, f64) -> MetricRow {
+    let (experiment, stage, id, method, seed) = (
+        experiment.name.clone(),
+        run.stage,
+        run.id.clone(),
+        run.spec.method.to_string(),
+        run.spec.seed,
+    );
+    let params = params.clone();
+    move |metric: &str, value: f64| MetricRow {
+        experiment: experiment.clone(),
+        stage,
+        run: id.clone(),
+        method: method.clone(),
+        seed,
+        rep,
+        params: params.clone(),
+        metric: metric.to_string(),
+        value,
+    }
+}
+
+fn eval_rows(experiment: &Experiment, run: &PlannedRun) -> anyhow::Result<Vec<MetricRow>> {
+    let file: EvalFile = read(&run.dir.join(eval_file_name(run)))?;
+    let t = &file.totals;
+    let make = row(experiment, run, 0, &run.params);
+    let mut rows = vec![make("perplexity", t.perplexity()), make("nll", t.mean())];
+    if t.far_tokens > 0.0 {
+        rows.push(make("far_nll", t.far_mean()));
+        rows.push(make("far_perplexity", t.far_mean().exp()));
+        if t.heads > 0.0 {
+            rows.push(make("hit_rate_any_head", t.hit_rate_any_head()));
+            rows.push(make("hit_rate_per_head", t.hit_rate_per_head()));
+            rows.push(make("hit_rate_chance", t.hit_rate_chance()));
+        }
+    }
+    if t.near_tokens > 0.0 {
+        rows.push(make("near_nll", t.near_mean()));
+    }
+    for b in &t.by_length {
+        rows.push(make(&format!("perplexity[{}]", b.bucket), b.perplexity()));
+    }
+    let c = &file.cost;
+    rows.push(make("positions_per_second", c.positions_per_second));
+    rows.push(make("mfu", c.mfu));
+    if let Some(rss) = c.peak_rss_bytes {
+        rows.push(make("peak_rss_mib", rss as f64 / (1 << 20) as f64));
+    }
+    for (stage, us) in &c.latency_us_per_position {
+        rows.push(make(&format!("latency_us[{stage}]"), *us));
+    }
+    Ok(rows)
+}
+
+fn icl_rows(experiment: &Experiment, run: &PlannedRun) -> anyhow::Result<Vec<MetricRow>> {
+    let file: IclFile = read(&run.dir.join("icl.json"))?;
+    let mut rows = Vec::new();
+    for r in &file.rows {
+        let mut params = run.params.clone();
+        params.insert("task".into(), r.task.clone());
+        params.insert("local_shots".into(), r.local_shots.to_string());
+        params.insert("memory_shots".into(), r.memory_shots.to_string());
+        let make = row(experiment, run, r.seed, &params);
+        rows.push(make("icl_acc", r.acc));
+        rows.push(make("icl_acc_norm", r.acc_norm));
+        rows.push(make("icl_acc_paper", r.acc_paper));
+    }
+    Ok(rows)
+}
+
+/// The file an eval run writes: `eval.json`, or with its memory overrides in the name.
+fn eval_file_name(run: &PlannedRun) -> String {
+    let point = run.eval.clone().unwrap_or_default();
+    if point.memory_size.is_some() || point.chunk.is_some() || point.top_k.is_some() {
+        let m = run
+            .spec
+            .with_memory(point.memory_size, point.chunk, point.top_k)
+            .map(|s| s.memory)
+            .unwrap_or_else(|_| run.spec.memory.clone());
+        format!("eval-M{}-c{}-k{}.json", m.size, m.chunk, m.k)
+    } else {
+        "eval.json".into()
+    }
+}
+
+/// A method's name in tables: LongMem with its SideNet depth when that is swept.
+pub fn label(method: &str, params: &BTreeMap<String, String>) -> String {
+    match params.get("sidenet.layers") {
+        Some(layers) if method == "longmem" => format!("longmem S={layers}"),
+        _ => method.to_string(),
+    }
+}
+
+/// Writes tables, charts and REPORT.md for `files` into `out`; returns REPORT.md's path.
+pub fn write_report(files: &[std::path::PathBuf], out: &Path) -> anyhow::Result<std::path::PathBuf> {
+    let collected = collect(files)?;
+    if collected.rows.is_empty() {
+        anyhow::bail!(
+            "no finished evaluation runs in {}: run `longmem sweep` on it first",
+            files
+                .iter()
+                .map(|f| f.display().to_string())
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
+    }
+    std::fs::create_dir_all(out).with_context(|| format!("creating {}", out.display()))?;
+    let summary = tables::summarize(&collected.rows);
+    tables::write_frame(&mut tables::runs_frame(&collected.rows)?, out, "runs")?;
+    tables::write_frame(&mut tables::summary_frame(&summary)?, out, "summary")?;
+    let text = build::report(&collected, &summary, out)?;
+    let path = out.join("REPORT.md");
+    crate::fsutil::write_atomic(&path, text.as_bytes()).with_context(|| format!("writing {}", path.display()))?;
+    Ok(path)
+}
+
+pub mod build;

@@ -1,0 +1,331 @@
+//! The sweep harness: expansion and reuse, errors that write nothing, a sweep killed and
+//! resumed, shards in parallel, and the report.
+
+use assert_cmd::Command;
+use longmem_bench::harness::experiment::{Experiment, Stage};
+use predicates::prelude::*;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+const BASE: &str = r#"
+name = "mini"
+runs_dir = "runs"
+seed = 1
+method = "longmem"
+
+[backbone]
+style = "newgpt"
+n_layer = 2
+n_head = 2
+n_embd = 16
+dropout = 0.0
+memory_layer = 1
+
+[memory]
+size = 32
+chunk = 4
+k = 8
+
+[data]
+kind = "recall"
+doc_tokens = 64
+
+[train]
+steps = 30
+batch_size = 2
+segment_len = 16
+lr = 1e-3
+warmup = 1
+log_every = 10
+checkpoint_every = 5
+
+[pretrain]
+"train.steps" = 20
+"data.doc_tokens" = 16
+
+[eval]
+documents = 2
+"#;
+
+fn write_experiment(dir: &Path, sweep: &str) -> PathBuf {
+    let path = dir.join("mini.toml");
+    std::fs::write(&path, format!("{BASE}\n[sweep]\n{sweep}\n")).unwrap();
+    path
+}
+
+const SWEEP: &str = r#"method = ["longmem", "plain"]
+"sidenet.layers" = [1, 2]
+seed = [1, 2]
+"eval.memory_size" = [16, 32]"#;
+
+fn longmem() -> Command {
+    Command::cargo_bin("longmem").unwrap()
+}
+
+#[test]
+fn a_sweep_expands_to_shared_stages_and_evaluation_points() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = write_experiment(dir.path(), SWEEP);
+    let runs = Experiment::load(&file).unwrap().plan().unwrap();
+    let count = |stage: Stage, method: &str| {
+        runs.iter()
+            .filter(|r| r.stage == stage && r.spec.method.to_string() == method)
+            .count()
+    };
+    // One pretraining for everything; LongMem per depth and seed; plain per seed only (the
+    // SideNet depth does not change it); two memory sizes per LongMem run, one eval per plain.
+    assert_eq!(count(Stage::Pretrain, "pretrain"), 1);
+    assert_eq!(count(Stage::Train, "longmem"), 4);
+    assert_eq!(count(Stage::Train, "plain"), 2);
+    assert_eq!(count(Stage::Eval, "longmem"), 8);
+    assert_eq!(count(Stage::Eval, "plain"), 2);
+    // Dependencies come first, and ids are stable: the same file plans the same runs.
+    let again = Experiment::load(&file).unwrap().plan().unwrap();
+    assert_eq!(
+        runs.iter().map(|r| &r.id).collect::<Vec<_>>(),
+        again.iter().map(|r| &r.id).collect::<Vec<_>>()
+    );
+    for (i, run) in runs.iter().enumerate() {
+        if let Some(dep) = &run.depends_on {
+            assert!(
+                runs[..i].iter().any(|r| &r.id == dep),
+                "{} before its dependency",
+                run.id
+            );
+        }
+    }
+    let pretrain = runs.iter().find(|r| r.stage == Stage::Pretrain).unwrap();
+    assert_eq!(pretrain.spec.train.steps, 20);
+    assert!(runs
+        .iter()
+        .filter(|r| r.stage == Stage::Train)
+        .all(|r| r.spec.backbone_weights.as_deref() == Some(&*pretrain.dir.join("backbone.safetensors"))));
+}
+
+#[test]
+fn malformed_experiments_are_refused_and_nothing_is_written() {
+    let cases: [(&str, &str, &str); 6] = [
+        (
+            "unknown key",
+            "method = [\"longmem\"]\nbogus = [1]",
+            "unknown field `bogus`",
+        ),
+        ("wrong type", "\"sidenet.layers\" = [\"two\"]", "sidenet"),
+        ("not a list", "seed = 3", "a non-empty list of values"),
+        (
+            "impossible combination",
+            "\"sidenet.layers\" = [1, 3]",
+            "a divisor of backbone.n_layer = 2 (at sweep point: sidenet.layers = 3)",
+        ),
+        (
+            "out of range",
+            "\"eval.memory_size\" = [30]",
+            "a positive multiple of the chunk size 4",
+        ),
+        (
+            "unknown eval key",
+            "\"eval.windows\" = [1]",
+            "eval.memory_size, eval.chunk or eval.top_k",
+        ),
+    ];
+    for (what, sweep, expected) in cases {
+        let dir = tempfile::tempdir().unwrap();
+        let file = write_experiment(dir.path(), sweep);
+        let out = longmem().arg("sweep").arg(&file).assert().failure();
+        let stderr = String::from_utf8_lossy(&out.get_output().stderr).into_owned();
+        assert!(
+            stderr.contains("mini.toml") && stderr.contains(expected),
+            "{what}: {stderr}"
+        );
+        assert!(!dir.path().join("runs").exists(), "{what}: wrote runs");
+    }
+    // A missing data directory is named before anything runs.
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("mini.toml");
+    let text = BASE.replace(
+        "kind = \"recall\"\ndoc_tokens = 64",
+        "kind = \"text_dir\"\npath = \"nowhere\"\ntokenizer = \"byte\"",
+    );
+    std::fs::write(&file, text.replace("\"data.doc_tokens\" = 16\n", "")).unwrap();
+    longmem()
+        .arg("sweep")
+        .arg(&file)
+        .assert()
+        .failure()
+        .stderr(predicates::str::contains("`data.path`").and(predicates::str::contains("nowhere")));
+    assert!(!dir.path().join("runs").exists());
+    // `plan` still lists it: the data may live on another machine.
+    longmem().arg("plan").arg(&file).assert().success();
+}
+
+/// Every eval run's measured NLL totals (not its timings), by run id.
+fn totals(runs_dir: &Path) -> Vec<(String, serde_json::Value)> {
+    let mut out = Vec::new();
+    for entry in std::fs::read_dir(runs_dir.join("eval")).unwrap() {
+        let dir = entry.unwrap().path();
+        for file in std::fs::read_dir(&dir).unwrap() {
+            let file = file.unwrap().path();
+            let name = file.file_name().unwrap().to_string_lossy().into_owned();
+            if name.starts_with("eval") && name.ends_with(".json") {
+                let v: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&file).unwrap()).unwrap();
+                out.push((
+                    format!("{}/{name}", dir.file_name().unwrap().to_string_lossy()),
+                    v["totals"].clone(),
+                ));
+            }
+        }
+    }
+    out.sort_by(|a, b| a.0.cmp(&b.0));
+    out
+}
+
+/// Each run directory's log shows exactly one completion.
+fn assert_each_run_done_once(runs_dir: &Path) {
+    for stage in ["pretrain", "train", "eval"] {
+        for entry in std::fs::read_dir(runs_dir.join(stage)).unwrap() {
+            let dir = entry.unwrap().path();
+            let log = std::fs::read_to_string(dir.join("log.txt")).unwrap();
+            assert_eq!(
+                log.lines().filter(|l| l.ends_with(" done")).count(),
+                1,
+                "{}: {log}",
+                dir.display()
+            );
+            let status = std::fs::read_to_string(dir.join("status.json")).unwrap();
+            assert!(status.contains("\"done\""), "{status}");
+        }
+    }
+}
+
+#[test]
+fn a_sweep_killed_mid_run_resumes_to_the_same_numbers() {
+    let sweep = "method = [\"longmem\", \"plain\"]\n\"eval.memory_size\" = [16, 32]";
+    // Uninterrupted.
+    let clean = tempfile::tempdir().unwrap();
+    let file = write_experiment(clean.path(), sweep);
+    longmem().args(["-q", "sweep"]).arg(&file).assert().success();
+    // Killed (SIGKILL) while the LongMem run trains, then run again.
+    let killed = tempfile::tempdir().unwrap();
+    let file = write_experiment(killed.path(), sweep);
+    let mut child = std::process::Command::new(assert_cmd::cargo::cargo_bin("longmem"))
+        .args(["-q", "sweep"])
+        .arg(&file)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let train = killed.path().join("runs/train");
+    let start = Instant::now();
+    let checkpointed = || {
+        std::fs::read_dir(&train).ok().is_some_and(|entries| {
+            entries.flatten().any(|e| {
+                std::fs::read_dir(e.path())
+                    .map(|files| {
+                        files
+                            .flatten()
+                            .any(|f| f.file_name().to_string_lossy().starts_with("checkpoint"))
+                    })
+                    .unwrap_or(false)
+            })
+        })
+    };
+    while !checkpointed() && start.elapsed() < Duration::from_secs(60) {
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+    assert!(checkpointed(), "the sweep reached no checkpoint");
+    let planned = Experiment::load(&file).unwrap().plan().unwrap();
+    let done = planned
+        .iter()
+        .filter(|r| std::fs::read_to_string(r.dir.join("status.json")).is_ok_and(|s| s.contains("\"done\"")))
+        .count();
+    assert!(done < planned.len(), "killed after the sweep finished");
+    longmem().args(["-q", "sweep"]).arg(&file).assert().success();
+    assert_each_run_done_once(&killed.path().join("runs"));
+    assert_eq!(totals(&killed.path().join("runs")), totals(&clean.path().join("runs")));
+    // A finished sweep is skipped whole.
+    let out = longmem().arg("sweep").arg(&file).assert().success();
+    let stdout = String::from_utf8_lossy(&out.get_output().stdout).into_owned();
+    assert!(stdout.contains("0 runs ran"), "{stdout}");
+}
+
+#[test]
+fn two_shards_in_parallel_equal_one_process_and_the_report_has_every_run() {
+    let sweep = "method = [\"longmem\", \"plain\"]\nseed = [1, 2]\n\"eval.memory_size\" = [16, 32]";
+    let single = tempfile::tempdir().unwrap();
+    let file = write_experiment(single.path(), sweep);
+    longmem().args(["-q", "sweep"]).arg(&file).assert().success();
+    let sharded = tempfile::tempdir().unwrap();
+    let file = write_experiment(sharded.path(), sweep);
+    let spawn = |shard: &str| {
+        std::process::Command::new(assert_cmd::cargo::cargo_bin("longmem"))
+            .args(["-q", "sweep", "--shard", shard])
+            .arg(&file)
+            .stdout(std::process::Stdio::null())
+            .spawn()
+            .unwrap()
+    };
+    let (mut a, mut b) = (spawn("0/2"), spawn("1/2"));
+    assert!(a.wait().unwrap().success() && b.wait().unwrap().success());
+    let runs = sharded.path().join("runs");
+    assert_each_run_done_once(&runs);
+    assert_eq!(totals(&runs), totals(&single.path().join("runs")));
+    // The report: one row per run and metric, every swept parameter a column, and the summary
+    // over seeds; charts for the memory-size sweep.
+    let out = sharded.path().join("results");
+    longmem()
+        .arg("report")
+        .arg(&file)
+        .arg("--out")
+        .arg(&out)
+        .assert()
+        .success();
+    let csv = std::fs::read_to_string(out.join("runs.csv")).unwrap();
+    let header = csv.lines().next().unwrap();
+    for column in ["experiment", "run", "method", "seed", "memory_size", "metric", "value"] {
+        assert!(header.split(',').any(|c| c == column), "{column} in {header}");
+    }
+    let perplexity_rows = csv.lines().filter(|l| l.contains(",perplexity,")).count();
+    assert_eq!(
+        perplexity_rows,
+        2 * 2 + 2,
+        "LongMem: 2 seeds x 2 memory sizes; plain: 2 seeds"
+    );
+    let summary = std::fs::read_to_string(out.join("summary.csv")).unwrap();
+    assert!(summary.lines().next().unwrap().contains("ci95_low"));
+    assert!(summary
+        .lines()
+        .any(|l| l.starts_with("mini,plain,") && l.contains(",perplexity,2,")));
+    assert!(std::fs::metadata(out.join("runs.parquet")).unwrap().len() > 100);
+    for chart in [
+        "perplexity_vs_memory.png",
+        "perplexity_vs_memory.svg",
+        "beyond_window_perplexity.png",
+    ] {
+        assert!(std::fs::metadata(out.join(chart)).unwrap().len() > 1000, "{chart}");
+    }
+    let report = std::fs::read_to_string(out.join("REPORT.md")).unwrap();
+    assert!(report.contains("## Perplexity vs memory size") && report.contains("## Published numbers"));
+    // The same numbers: the sharded sweep's report equals the single process's.
+    let single_out = single.path().join("results");
+    let single_file = single.path().join("mini.toml");
+    longmem()
+        .arg("report")
+        .arg(&single_file)
+        .arg("--out")
+        .arg(&single_out)
+        .assert()
+        .success();
+    let values = |csv: &str| -> Vec<String> {
+        let mut v: Vec<String> = csv
+            .lines()
+            .filter(|l| l.contains(",perplexity,") || l.contains(",far_nll,"))
+            .map(String::from)
+            .collect();
+        v.sort();
+        v
+    };
+    let single_csv = std::fs::read_to_string(single_out.join("runs.csv")).unwrap();
+    assert_eq!(values(&csv), values(&single_csv));
+}
