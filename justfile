@@ -10,15 +10,15 @@ export LIBTORCH := `scripts/setup-libtorch.sh`
 default:
     @just --list
 
-# The tiny studies on CPU (about ten minutes): for each, pretrain a backbone, train LongMem,
-# MemTRM and the plain control, evaluate them. Finished runs are skipped; results land in
-# runs/tiny/ (long-range recall) and runs/icl/ (in-context learning).
+# The default study on CPU (experiments/reproduce*.toml; under 30 minutes on 2 cores): a
+# backbone pretrained once, LongMem at two SideNet depths, MemTRM and plain over 3 seeds and
+# a memory-size x chunk-size grid, then in-context learning with demonstrations in memory.
+# Finished runs are skipped, so a second run only rewrites the report in results/reproduce/.
 reproduce: build-dev
     cargo run --quiet -- doctor
-    for study in tiny icl; do \
-      for method in pretrain longmem memtrm plain; do cargo run --quiet -- train experiments/$study/$method.toml; done; \
-      for method in longmem memtrm plain; do cargo run --quiet -- eval experiments/$study/$method.toml; done; \
-    done
+    cargo run --quiet -- sweep experiments/reproduce.toml
+    cargo run --quiet -- sweep experiments/reproduce-icl.toml
+    cargo run --quiet -- report experiments/reproduce.toml experiments/reproduce-icl.toml --out results/reproduce
 
 # The test suite (CPU; CUDA tests skip themselves without a GPU).
 test:

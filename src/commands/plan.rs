@@ -48,14 +48,14 @@ pub fn run(args: &PlanArgs) -> anyhow::Result<()> {
             params.join(" ")
         );
     }
-    // The tiny models of experiments/ sustain about 50 GFLOP/s on 2 CPU cores.
+    // Two reference rates: the tiny models of experiments/ sustain about 50 GFLOP/s on 2 CPU
+    // cores; a large model on one H100-class GPU about 200 TFLOP/s (a quarter of bf16 peak).
     println!(
-        "{done} done, {failed} failed, {} to do: about {tokens_todo:.2e} tokens, {:.2e} FLOPs \
-         ({:.1} min at 50 GFLOP/s sustained, {:.1} h at 1 GFLOP/s)",
+        "{done} done, {failed} failed, {} to do: about {tokens_todo:.2e} tokens, {flops_todo:.2e} FLOPs: \
+         {} at 50 GFLOP/s (2 CPU cores), {} at 200 TFLOP/s (one GPU)",
         runs.len() - done,
-        flops_todo,
-        flops_todo / 50e9 / 60.0,
-        flops_todo / 1e9 / 3600.0
+        duration(flops_todo / 50e9),
+        duration(flops_todo / 200e12)
     );
     Ok(())
 }
@@ -91,5 +91,15 @@ fn shape(spec: &Spec) -> FlopShape<'_> {
         },
         backbone_head: spec.method != Method::Longmem,
         memory,
+    }
+}
+
+/// `42 s`, `3.5 min`, `7.2 h`, `12.0 days`.
+fn duration(seconds: f64) -> String {
+    match seconds {
+        s if s < 60.0 => format!("{s:.0} s"),
+        s if s < 3600.0 => format!("{:.1} min", s / 60.0),
+        s if s < 86400.0 => format!("{:.1} h", s / 3600.0),
+        s => format!("{:.1} days", s / 86400.0),
     }
 }

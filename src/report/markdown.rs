@@ -33,7 +33,7 @@ struct Published {
 struct PublishedResult {
     source: String,
     metric: String,
-    dataset: String,
+    dataset: Option<String>,
     method: String,
     setup: Option<String>,
     value: Option<f64>,
@@ -47,8 +47,9 @@ pub fn published_section(baselines: &Path, ours: &str) -> String {
     let Ok(text) = std::fs::read_to_string(baselines) else {
         return format!("(no published numbers: {} is missing)\n", baselines.display());
     };
-    let Ok(published) = toml::from_str::<Published>(&text) else {
-        return format!("(no published numbers: {} does not parse)\n", baselines.display());
+    let published = match toml::from_str::<Published>(&text) {
+        Ok(p) => p,
+        Err(e) => return format!("(no published numbers: {} does not parse: {e})\n", baselines.display()),
     };
     let mut out = format!(
         "None of these setups matches this report's ({ours}), so they are listed for reference, not \
@@ -66,7 +67,7 @@ pub fn published_section(baselines: &Path, ours: &str) -> String {
             };
             vec![
                 r.method.clone(),
-                r.dataset.clone(),
+                r.dataset.clone().unwrap_or_default(),
                 r.metric.clone(),
                 value,
                 r.setup.clone().unwrap_or_default(),
