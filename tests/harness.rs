@@ -306,7 +306,7 @@ fn two_shards_in_parallel_equal_one_process_and_the_report_has_every_run() {
         assert!(std::fs::metadata(out.join(chart)).unwrap().len() > 1000, "{chart}");
     }
     let report = std::fs::read_to_string(out.join("REPORT.md")).unwrap();
-    assert!(report.contains("## Perplexity vs memory size") && report.contains("## Published numbers"));
+    assert!(report.contains("## Perplexity vs memory size") && report.contains("# Published numbers"));
     // The same numbers: the sharded sweep's report equals the single process's.
     let single_out = single.path().join("results");
     let single_file = single.path().join("mini.toml");
