@@ -329,3 +329,27 @@ fn two_shards_in_parallel_equal_one_process_and_the_report_has_every_run() {
     let single_csv = std::fs::read_to_string(single_out.join("runs.csv")).unwrap();
     assert_eq!(values(&csv), values(&single_csv));
 }
+
+#[test]
+fn a_failing_run_is_marked_failed_with_its_reason_and_the_sweep_goes_on() {
+    // Two plain runs; the one at an absurd learning rate diverges (a NaN loss).
+    let dir = tempfile::tempdir().unwrap();
+    let file = write_experiment(
+        dir.path(),
+        "method = [\"plain\"]\n\"train.lr\" = [1e-3, 1e12]\n\"train.grad_clip\" = [1e30]",
+    );
+    let out = longmem().args(["-q", "sweep"]).arg(&file).assert().failure();
+    let stderr = String::from_utf8_lossy(&out.get_output().stderr).into_owned();
+    assert!(stderr.contains("2 of 5 runs failed"), "{stderr}");
+    let runs = Experiment::load(&file).unwrap().plan().unwrap();
+    let status = |stage: Stage, lr: f64| {
+        let run = runs.iter().find(|r| r.stage == stage && r.spec.train.lr == lr).unwrap();
+        std::fs::read_to_string(run.dir.join("status.json")).unwrap()
+    };
+    // The diverging run names its reason; its evaluation names the failed upstream run; the
+    // healthy run and its evaluation finished.
+    assert!(status(Stage::Train, 1e12).contains("failed") && status(Stage::Train, 1e12).contains("train.lr"));
+    assert!(status(Stage::Eval, 1e12).contains("upstream run"));
+    assert!(status(Stage::Train, 1e-3).contains("\"done\""));
+    assert!(status(Stage::Eval, 1e-3).contains("\"done\""));
+}

@@ -2,8 +2,8 @@
 //! shared pretraining stage, evaluation settings and a `[sweep]` block whose lists expand to
 //! a grid. Expansion gives the runs, each with an id that hashes its resolved config:
 //!
-//! - `pretrain`: the backbone, trained once per distinct backbone config (the sweep's seed
-//!   and method do not reach it). Skipped when the base names `backbone.weights`.
+//! - `pretrain`: the backbone, trained once per distinct backbone config: of the sweep, only
+//!   `backbone.*` keys reach it. Skipped when the base names `backbone.weights`.
 //! - `train`: one per distinct (method, swept training settings) point.
 //! - `eval`: one per train run and evaluation point (`eval.memory_size`, `eval.chunk`,
 //!   `eval.top_k`: evaluation-time settings, no retraining).
@@ -341,11 +341,12 @@ impl Experiment {
         Ok(runs)
     }
 
-    /// The pretraining run a sweep point needs: the base with the point's settings but its
-    /// seed and method, then `[pretrain]`'s, as method `pretrain`.
+    /// The pretraining run a sweep point needs: the base with the point's `backbone.*`
+    /// settings, then `[pretrain]`'s, as method `pretrain`. Other swept settings (seed,
+    /// method, training and data settings) are the method stage's.
     fn pretrain_run(&self, point: &[(String, Value)], checks: FileChecks) -> Result<PlannedRun, SpecError> {
         let mut table = self.placeholder_base();
-        for (key, value) in point.iter().filter(|(k, _)| k != "seed" && k != "method") {
+        for (key, value) in point.iter().filter(|(k, _)| k.starts_with("backbone.")) {
             set_path(&mut table, key, value.clone());
         }
         table.remove("icl");

@@ -142,7 +142,19 @@ fn ensure(experiment: &Experiment, run: &PlannedRun, by_id: &HashMap<&str, &Plan
         let upstream = by_id
             .get(dep.as_str())
             .with_context(|| format!("unknown upstream run {dep}"))?;
-        ensure(experiment, upstream, by_id).with_context(|| format!("upstream run {dep} failed"))?;
+        if let Err(e) = ensure(experiment, upstream, by_id) {
+            // Recorded here too, so the dependent run shows why it never ran.
+            let reason = format!("upstream run {dep} failed: {e:#}");
+            std::fs::create_dir_all(&run.dir).with_context(|| format!("creating {}", run.dir.display()))?;
+            set_status(
+                &run.dir,
+                &Status::Failed {
+                    reason: reason.clone(),
+                    at: now(),
+                },
+            )?;
+            bail!(reason);
+        }
     }
     std::fs::create_dir_all(&run.dir).with_context(|| format!("creating {}", run.dir.display()))?;
     let lock_path = run.dir.join(".lock");
@@ -226,7 +238,12 @@ fn metadata(experiment: &Experiment, run: &PlannedRun) -> Metadata {
         experiment: experiment.name.clone(),
         params: run.params.clone(),
         seed: run.spec.seed,
-        device: format!("{:?}", run.spec.device),
+        device: run
+            .spec
+            .device
+            .resolve()
+            .map(crate::device::device_name)
+            .unwrap_or_else(|_| run.spec.device.to_string()),
         git_commit: git_commit(),
         versions: Versions::current(),
         host: std::fs::read_to_string("/proc/sys/kernel/hostname")

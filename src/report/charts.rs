@@ -141,7 +141,12 @@ pub fn line_chart(
             .y_desc(y_label)
             .x_label_formatter(&|x| {
                 if log2_x {
-                    format!("{:.0}", 2f64.powf(*x))
+                    // Label the powers of two only: memory and chunk sizes are.
+                    if (x - x.round()).abs() < 1e-6 {
+                        format!("{:.0}", 2f64.powf(x.round()))
+                    } else {
+                        String::new()
+                    }
                 } else {
                     format!("{x:.0}")
                 }
