@@ -353,3 +353,28 @@ fn a_failing_run_is_marked_failed_with_its_reason_and_the_sweep_goes_on() {
     assert!(status(Stage::Train, 1e-3).contains("\"done\""));
     assert!(status(Stage::Eval, 1e-3).contains("\"done\""));
 }
+
+#[test]
+fn method_presets_from_baselines_are_referenced_by_name() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = write_experiment(dir.path(), "preset = [\"longmem\", \"memtrm\", \"plain\"]");
+    let runs = Experiment::load(&file).unwrap().plan().unwrap();
+    let trained = |method: &str| {
+        runs.iter()
+            .find(|r| r.stage == Stage::Train && r.spec.method.to_string() == method)
+            .unwrap_or_else(|| panic!("no {method} run"))
+    };
+    // The preset sets the method; its section defaults fill what the experiment leaves
+    // unset (MemTRM's token-level chunk), and the experiment's own keys win (memory size).
+    let memtrm = trained("memtrm");
+    assert_eq!((memtrm.spec.memory.chunk, memtrm.spec.memory.size), (1, 32));
+    assert_eq!(memtrm.params.get("preset").map(String::as_str), Some("memtrm"));
+    assert_eq!(trained("longmem").spec.memory.chunk, 4);
+    trained("plain");
+    let file = write_experiment(dir.path(), "preset = [\"memtrm-xl\"]");
+    let err = Experiment::load(&file).unwrap().plan().unwrap_err().to_string();
+    assert!(
+        err.contains("`preset` = memtrm-xl") && err.contains("longmem, memtrm, plain"),
+        "{err}"
+    );
+}

@@ -243,7 +243,15 @@ impl Experiment {
         for point in grid(&self.sweep) {
             let describe = || describe_point(&point);
             let mut table = self.placeholder_base();
-            for (key, value) in &point {
+            let preset = point
+                .iter()
+                .find(|(k, _)| k == "preset")
+                .map(|(_, v)| v.clone())
+                .or_else(|| table.remove("preset"));
+            if let Some(name) = preset {
+                table = apply_preset(&self.file, &name, table).map_err(|e| at_point(e, &describe()))?;
+            }
+            for (key, value) in point.iter().filter(|(k, _)| k != "preset") {
                 set_path(&mut table, key, value.clone());
             }
             let method = table.get("method").and_then(Value::as_str).unwrap_or("").to_string();
@@ -346,6 +354,7 @@ impl Experiment {
     /// method, training and data settings) are the method stage's.
     fn pretrain_run(&self, point: &[(String, Value)], checks: FileChecks) -> Result<PlannedRun, SpecError> {
         let mut table = self.placeholder_base();
+        table.remove("preset");
         for (key, value) in point.iter().filter(|(k, _)| k.starts_with("backbone.")) {
             set_path(&mut table, key, value.clone());
         }
@@ -380,6 +389,58 @@ impl Experiment {
     /// Names of the swept parameters (table columns), training ones first.
     pub fn swept_keys(&self) -> Vec<String> {
         self.sweep.iter().map(|(k, _)| k.clone()).collect()
+    }
+}
+
+/// Where method presets live: `baselines/methods/<name>.toml`.
+pub fn presets_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("baselines/methods")
+}
+
+/// `table` over the preset `name`'s settings: the preset sets the method and the defaults
+/// of its sections; every key the experiment sets itself wins.
+fn apply_preset(file: &Path, name: &Value, table: Table) -> Result<Table, SpecError> {
+    let dir = presets_dir();
+    let known = || -> String {
+        let mut names: Vec<String> = std::fs::read_dir(&dir)
+            .map(|entries| {
+                entries
+                    .flatten()
+                    .filter_map(|e| e.file_name().to_string_lossy().strip_suffix(".toml").map(String::from))
+                    .collect()
+            })
+            .unwrap_or_default();
+        names.sort();
+        format!("a preset in {}: {}", dir.display(), names.join(", "))
+    };
+    let Some(name) = name.as_str() else {
+        return Err(invalid(file, "preset", name, &known()));
+    };
+    let path = dir.join(format!("{name}.toml"));
+    let Ok(text) = std::fs::read_to_string(&path) else {
+        return Err(invalid(file, "preset", &name, &known()));
+    };
+    let mut merged: Table = toml::from_str(&text).map_err(|e| SpecError::Parse {
+        path: path.clone(),
+        message: e.to_string(),
+    })?;
+    let method = merged.get("method").cloned();
+    merge(&mut merged, table);
+    if let Some(method) = method {
+        merged.insert("method".into(), method);
+    }
+    Ok(merged)
+}
+
+/// Deep-merges `over` into `base`: tables merge key by key, anything else replaces.
+fn merge(base: &mut Table, over: Table) {
+    for (key, value) in over {
+        match (base.get_mut(&key), value) {
+            (Some(Value::Table(b)), Value::Table(o)) => merge(b, o),
+            (_, value) => {
+                base.insert(key, value);
+            }
+        }
     }
 }
 
