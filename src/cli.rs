@@ -46,6 +46,27 @@ pub enum Command {
     /// Collect an experiment's results into tables (Parquet, CSV), charts (PNG, SVG) and
     /// results/<name>/REPORT.md.
     Report(ReportArgs),
+    /// Each run of an experiment: done, running, interrupted, failed (with the reason) or
+    /// pending.
+    Status(PlanArgs),
+    /// Write (and with --submit, submit) a Slurm job array that runs an experiment's sweep,
+    /// one shard of runs per array task.
+    Slurm(SlurmArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct SlurmArgs {
+    /// The experiment, e.g. experiments/paper/pg19.toml.
+    pub experiment: PathBuf,
+    /// Training runs (with their evaluations) per array task; default 1.
+    #[arg(long)]
+    pub runs_per_task: Option<usize>,
+    /// Submit with sbatch and print the job id (otherwise print the script and the command).
+    #[arg(long)]
+    pub submit: bool,
+    /// Overrides of the experiment's [slurm] block.
+    #[command(flatten)]
+    pub resources: crate::harness::slurm::SlurmSettings,
 }
 
 #[derive(Debug, Args)]

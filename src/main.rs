@@ -17,6 +17,8 @@ fn main() -> ExitCode {
         Command::Plan(args) => commands::plan::run(args),
         Command::Sweep(args) => commands::sweep::run(args),
         Command::Report(args) => commands::report::run(args),
+        Command::Status(args) => commands::status::run(args),
+        Command::Slurm(args) => commands::slurm::run(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -1,56 +1,25 @@
 //! The sweep harness: expansion and reuse, errors that write nothing, a sweep killed and
 //! resumed, shards in parallel, and the report.
 
+mod common;
+
 use assert_cmd::Command;
 use longmem_bench::harness::experiment::{Experiment, Stage};
 use predicates::prelude::*;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-const BASE: &str = r#"
-name = "mini"
-runs_dir = "runs"
-seed = 1
-method = "longmem"
-
-[backbone]
-style = "newgpt"
-n_layer = 2
-n_head = 2
-n_embd = 16
-dropout = 0.0
-memory_layer = 1
-
-[memory]
-size = 32
-chunk = 4
-k = 8
-
-[data]
-kind = "recall"
-doc_tokens = 64
-
-[train]
-steps = 30
-batch_size = 2
-segment_len = 16
-lr = 1e-3
-warmup = 1
-log_every = 10
-checkpoint_every = 5
-
-[pretrain]
-"train.steps" = 20
-"data.doc_tokens" = 16
-
-[eval]
-documents = 2
-"#;
-
 fn write_experiment(dir: &Path, sweep: &str) -> PathBuf {
     let path = dir.join("mini.toml");
-    std::fs::write(&path, format!("{BASE}\n[sweep]\n{sweep}\n")).unwrap();
+    // Harness tests checkpoint every 5 steps of 30.
+    let text = common::mini_experiment("mini", 30, sweep).replace("checkpoint_every = 2", "checkpoint_every = 5");
+    std::fs::write(&path, text).unwrap();
     path
+}
+
+/// The experiment's base text (no sweep), for tests that edit it.
+fn base_text() -> String {
+    common::mini_experiment("mini", 30, "").replace("\n[sweep]\n", "\n")
 }
 
 const SWEEP: &str = r#"method = ["longmem", "plain"]
@@ -142,7 +111,7 @@ fn malformed_experiments_are_refused_and_nothing_is_written() {
     // A missing data directory is named before anything runs.
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("mini.toml");
-    let text = BASE.replace(
+    let text = base_text().replace(
         "kind = \"recall\"\ndoc_tokens = 64",
         "kind = \"text_dir\"\npath = \"nowhere\"\ntokenizer = \"byte\"",
     );
@@ -179,24 +148,6 @@ fn totals(runs_dir: &Path) -> Vec<(String, serde_json::Value)> {
     out
 }
 
-/// Each run directory's log shows exactly one completion.
-fn assert_each_run_done_once(runs_dir: &Path) {
-    for stage in ["pretrain", "train", "eval"] {
-        for entry in std::fs::read_dir(runs_dir.join(stage)).unwrap() {
-            let dir = entry.unwrap().path();
-            let log = std::fs::read_to_string(dir.join("log.txt")).unwrap();
-            assert_eq!(
-                log.lines().filter(|l| l.ends_with(" done")).count(),
-                1,
-                "{}: {log}",
-                dir.display()
-            );
-            let status = std::fs::read_to_string(dir.join("status.json")).unwrap();
-            assert!(status.contains("\"done\""), "{status}");
-        }
-    }
-}
-
 #[test]
 fn a_sweep_killed_mid_run_resumes_to_the_same_numbers() {
     let sweep = "method = [\"longmem\", \"plain\"]\n\"eval.memory_size\" = [16, 32]";
@@ -216,19 +167,7 @@ fn a_sweep_killed_mid_run_resumes_to_the_same_numbers() {
         .unwrap();
     let train = killed.path().join("runs/train");
     let start = Instant::now();
-    let checkpointed = || {
-        std::fs::read_dir(&train).ok().is_some_and(|entries| {
-            entries.flatten().any(|e| {
-                std::fs::read_dir(e.path())
-                    .map(|files| {
-                        files
-                            .flatten()
-                            .any(|f| f.file_name().to_string_lossy().starts_with("checkpoint"))
-                    })
-                    .unwrap_or(false)
-            })
-        })
-    };
+    let checkpointed = || common::has_checkpoint(&train);
     while !checkpointed() && start.elapsed() < Duration::from_secs(60) {
         std::thread::sleep(Duration::from_millis(5));
     }
@@ -242,7 +181,7 @@ fn a_sweep_killed_mid_run_resumes_to_the_same_numbers() {
         .count();
     assert!(done < planned.len(), "killed after the sweep finished");
     longmem().args(["-q", "sweep"]).arg(&file).assert().success();
-    assert_each_run_done_once(&killed.path().join("runs"));
+    common::assert_all_done_once(&file);
     assert_eq!(totals(&killed.path().join("runs")), totals(&clean.path().join("runs")));
     // A finished sweep is skipped whole.
     let out = longmem().arg("sweep").arg(&file).assert().success();
@@ -269,7 +208,7 @@ fn two_shards_in_parallel_equal_one_process_and_the_report_has_every_run() {
     let (mut a, mut b) = (spawn("0/2"), spawn("1/2"));
     assert!(a.wait().unwrap().success() && b.wait().unwrap().success());
     let runs = sharded.path().join("runs");
-    assert_each_run_done_once(&runs);
+    common::assert_all_done_once(&file);
     assert_eq!(totals(&runs), totals(&single.path().join("runs")));
     // The report: one row per run and metric, every swept parameter a column, and the summary
     // over seeds; charts for the memory-size sweep.

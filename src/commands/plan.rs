@@ -30,6 +30,7 @@ pub fn run(args: &PlanArgs) -> anyhow::Result<()> {
                 "failed"
             }
             Some(Status::Running { .. }) => "started",
+            Some(Status::Interrupted { .. }) => "interrupted",
             None => "to do",
         };
         let (tokens, flops) = work(run);

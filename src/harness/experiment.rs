@@ -105,6 +105,8 @@ pub struct Experiment {
     pub file: PathBuf,
     pub runs_dir: PathBuf,
     pub eval: EvalSettings,
+    /// The `[slurm]` block: resources for `longmem slurm`.
+    pub slurm: super::slurm::SlurmSettings,
     base: Table,
     pretrain: Vec<(String, Value)>,
     sweep: Vec<(String, Vec<Value>)>,
@@ -164,6 +166,9 @@ impl Experiment {
             }
         };
         let pretrain = table("pretrain", &mut base)?;
+        let slurm = Value::Table(table("slurm", &mut base)?.into_iter().collect())
+            .try_into()
+            .map_err(|e: toml::de::Error| invalid(file, "slurm", &"(table)", &e.to_string()))?;
         let eval_table = table("eval", &mut base)?;
         let eval: EvalSettings = Value::Table(eval_table.into_iter().collect())
             .try_into()
@@ -206,6 +211,7 @@ impl Experiment {
             file: file.to_path_buf(),
             runs_dir,
             eval,
+            slurm,
             base,
             pretrain,
             sweep,

@@ -5,4 +5,5 @@ pub mod build;
 pub mod data_spec;
 pub mod experiment;
 pub mod runner;
+pub mod slurm;
 pub mod spec;

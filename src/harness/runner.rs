@@ -19,10 +19,27 @@ use std::time::SystemTime;
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase", tag = "state")]
 pub enum Status {
-    Running { since: String },
-    Done { finished: String },
-    Failed { reason: String, at: String },
+    Running {
+        since: String,
+    },
+    Done {
+        finished: String,
+    },
+    Failed {
+        reason: String,
+        at: String,
+    },
+    /// Stopped by a signal (preemption, a time limit) after a checkpoint; resumes on the
+    /// next invocation.
+    Interrupted {
+        at: String,
+    },
 }
+
+/// A run stopped by [`crate::train::trainer::INTERRUPT`] after checkpointing.
+#[derive(Debug, thiserror::Error)]
+#[error("interrupted after step {0} (checkpoint written)")]
+pub struct RunInterrupted(pub u64);
 
 /// Everything a result needs to be reproduced, in `metadata.json`.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -108,6 +125,8 @@ pub struct Summary {
     pub ran: usize,
     pub skipped: usize,
     pub failed: Vec<(String, String)>,
+    /// A signal stopped the sweep (the run in progress checkpointed).
+    pub interrupted: bool,
 }
 
 /// Runs `runs` (and what they depend on), skipping finished ones. Failures are recorded and
@@ -117,10 +136,18 @@ pub fn execute(experiment: &Experiment, all: &[PlannedRun], runs: &[&PlannedRun]
     let mut summary = Summary::default();
     let bar = crate::progress::bar(runs.len() as u64, "runs");
     for run in runs {
+        if crate::train::trainer::interrupted() {
+            summary.interrupted = true;
+            break;
+        }
         bar.set_message(format!("{} {}", run.stage, run.id));
         match ensure(experiment, run, &by_id) {
             Ok(true) => summary.ran += 1,
             Ok(false) => summary.skipped += 1,
+            Err(e) if e.downcast_ref::<RunInterrupted>().is_some() => {
+                summary.interrupted = true;
+                break;
+            }
             Err(e) => {
                 let reason = format!("{e:#}");
                 tracing::error!(run = %run.id, "{reason}");
@@ -143,6 +170,9 @@ fn ensure(experiment: &Experiment, run: &PlannedRun, by_id: &HashMap<&str, &Plan
             .get(dep.as_str())
             .with_context(|| format!("unknown upstream run {dep}"))?;
         if let Err(e) = ensure(experiment, upstream, by_id) {
+            if e.downcast_ref::<RunInterrupted>().is_some() {
+                return Err(e);
+            }
             // Recorded here too, so the dependent run shows why it never ran.
             let reason = format!("upstream run {dep} failed: {e:#}");
             std::fs::create_dir_all(&run.dir).with_context(|| format!("creating {}", run.dir.display()))?;
@@ -186,6 +216,11 @@ fn ensure(experiment: &Experiment, run: &PlannedRun, by_id: &HashMap<&str, &Plan
             log(&run.dir, &format!("{} done", now()));
             Ok(true)
         }
+        Err(e) if e.downcast_ref::<RunInterrupted>().is_some() => {
+            set_status(&run.dir, &Status::Interrupted { at: now() })?;
+            log(&run.dir, &format!("{} {e}", now()));
+            Err(e)
+        }
         Err(e) => {
             let reason = format!("{e:#}");
             set_status(
@@ -205,7 +240,7 @@ fn execute_stage(experiment: &Experiment, run: &PlannedRun) -> anyhow::Result<()
     match run.stage {
         Stage::Pretrain | Stage::Train => match train_spec(&run.spec, None)? {
             Outcome::Finished(_) => Ok(()),
-            Outcome::Stopped { step } => bail!("stopped after step {step}"),
+            Outcome::Stopped { step } => Err(RunInterrupted(step).into()),
         },
         Stage::Eval | Stage::Icl => {
             let point = run.eval.clone().unwrap_or_default();

@@ -97,6 +97,16 @@ pub enum TrainError {
 /// Trains `learner` on `stream` into `out_dir`, resuming from `out_dir/checkpoints` when a
 /// checkpoint is there. `stop_after` ends the run early (after a checkpoint) at that step,
 /// as an interruption would.
+/// Set (by a signal handler) to make every training loop checkpoint at its next step and
+/// return [`Outcome::Stopped`]: preemption and time limits lose at most one step.
+pub static INTERRUPT: std::sync::LazyLock<std::sync::Arc<std::sync::atomic::AtomicBool>> =
+    std::sync::LazyLock::new(Default::default);
+
+/// Whether [`INTERRUPT`] is set.
+pub fn interrupted() -> bool {
+    INTERRUPT.load(std::sync::atomic::Ordering::SeqCst)
+}
+
 pub fn train<S: DocumentSource>(
     learner: &mut Learner,
     stream: &mut SegmentStream<S>,
@@ -205,7 +215,7 @@ pub fn train<S: DocumentSource>(
             staleness.extend(measure_staleness(learner, &recent, done));
         }
         bar.inc(1);
-        let stop = stop_after == Some(done);
+        let stop = stop_after == Some(done) || interrupted();
         let periodic = config.checkpoint_every > 0 && done % config.checkpoint_every == 0;
         if periodic || stop || done == config.steps {
             let state = CheckpointState {

@@ -56,3 +56,86 @@ pub fn assert_train_fails(spec: &Path, messages: &[&str]) {
         assert!(stderr.contains(message), "expected {message:?} in: {stderr}");
     }
 }
+
+/// A tiny experiment (2-layer newgpt on the recall corpus) with `[sweep]` lines appended;
+/// `steps` training steps, a checkpoint every 2 (or 5) steps.
+pub fn mini_experiment(name: &str, steps: u64, sweep: &str) -> String {
+    format!(
+        r#"
+name = "{name}"
+runs_dir = "runs"
+seed = 1
+method = "longmem"
+
+[backbone]
+style = "newgpt"
+n_layer = 2
+n_head = 2
+n_embd = 16
+dropout = 0.0
+memory_layer = 1
+
+[memory]
+size = 32
+chunk = 4
+k = 8
+
+[data]
+kind = "recall"
+doc_tokens = 64
+
+[train]
+steps = {steps}
+batch_size = 2
+segment_len = 16
+lr = 1e-3
+warmup = 1
+log_every = 10
+checkpoint_every = 2
+
+[pretrain]
+"train.steps" = 20
+"data.doc_tokens" = 16
+
+[eval]
+documents = 2
+
+[sweep]
+{sweep}
+"#
+    )
+}
+
+/// Whether any run under `stage_dir` (e.g. `runs/train`) has written a checkpoint.
+pub fn has_checkpoint(stage_dir: &Path) -> bool {
+    std::fs::read_dir(stage_dir).ok().is_some_and(|entries| {
+        entries.flatten().any(|e| {
+            std::fs::read_dir(e.path())
+                .map(|files| {
+                    files
+                        .flatten()
+                        .any(|f| f.file_name().to_string_lossy().starts_with("checkpoint"))
+                })
+                .unwrap_or(false)
+        })
+    })
+}
+
+/// Every planned run of the experiment is done, and its log shows exactly one completion.
+pub fn assert_all_done_once(experiment: &Path) {
+    let runs = longmem_bench::harness::experiment::Experiment::load(experiment)
+        .unwrap()
+        .plan()
+        .unwrap();
+    for run in runs {
+        let status = std::fs::read_to_string(run.dir.join("status.json")).unwrap();
+        assert!(status.contains("\"done\""), "{}: {status}", run.id);
+        let log = std::fs::read_to_string(run.dir.join("log.txt")).unwrap();
+        assert_eq!(
+            log.lines().filter(|l| l.ends_with(" done")).count(),
+            1,
+            "{}: {log}",
+            run.id
+        );
+    }
+}

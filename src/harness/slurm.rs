@@ -1,0 +1,134 @@
+//! Slurm job arrays (DESIGN.md §5 "Clusters"): one array task per shard of the sweep. A task
+//! is `longmem sweep <experiment> --shard $SLURM_ARRAY_TASK_ID/<tasks>`: it runs its
+//! training runs and their evaluations, and the shared stages they need under the runs'
+//! locks (so tasks wait for their inputs instead of separate dependent arrays). Tasks are
+//! requeue-safe: finished runs are skipped and unfinished ones resume from their checkpoints;
+//! `--signal=B:USR1@<s>` makes a task checkpoint and requeue itself before its time limit.
+
+use super::experiment::{Experiment, PlannedRun, Stage};
+use crate::fsutil::write_atomic;
+use anyhow::Context;
+use serde::{Deserialize, Serialize};
+use std::path::{Path, PathBuf};
+
+/// The `[slurm]` block of an experiment, and the same flags on the command line (where each
+/// one given wins over the file's).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, clap::Args)]
+#[serde(deny_unknown_fields)]
+pub struct SlurmSettings {
+    #[arg(long)]
+    pub partition: Option<String>,
+    #[arg(long)]
+    pub account: Option<String>,
+    #[arg(long)]
+    pub qos: Option<String>,
+    /// Time limit per task, e.g. "04:00:00".
+    #[arg(long)]
+    pub time: Option<String>,
+    /// GPUs per task (`--gres=gpu:N`).
+    #[arg(long)]
+    pub gpus_per_task: Option<u32>,
+    #[arg(long)]
+    pub cpus_per_task: Option<u32>,
+    /// Memory per task, e.g. "32G".
+    #[arg(long)]
+    pub mem: Option<String>,
+    /// Array tasks running at once (`--array=…%N`).
+    #[arg(long)]
+    pub max_parallel: Option<u32>,
+    /// Seconds before the time limit at which the task is told to checkpoint (default 120).
+    #[arg(long)]
+    pub signal_seconds: Option<u32>,
+    /// More `#SBATCH` lines, verbatim (e.g. "--constraint=a100"); repeatable.
+    #[arg(long = "sbatch")]
+    #[serde(default)]
+    pub extra: Vec<String>,
+}
+
+impl SlurmSettings {
+    /// These settings with every one `over` gives replaced, and its extra lines added.
+    pub fn with(mut self, over: &SlurmSettings) -> Self {
+        macro_rules! take {
+            ($($f:ident),*) => { $( if over.$f.is_some() { self.$f = over.$f.clone(); } )* };
+        }
+        take!(
+            partition,
+            account,
+            qos,
+            time,
+            gpus_per_task,
+            cpus_per_task,
+            mem,
+            max_parallel,
+            signal_seconds
+        );
+        self.extra.extend(over.extra.iter().cloned());
+        self
+    }
+}
+
+/// Array tasks for `runs` at `per_task` training runs each.
+pub fn task_count(runs: &[PlannedRun], per_task: usize) -> usize {
+    let units = runs.iter().filter(|r| r.stage == Stage::Train).count();
+    units.div_ceil(per_task.max(1)).max(1)
+}
+
+/// The sbatch script for `experiment` with `tasks` array tasks, running `exe`.
+pub fn script(experiment: &Experiment, settings: &SlurmSettings, tasks: usize, exe: &Path) -> anyhow::Result<String> {
+    let file =
+        std::fs::canonicalize(&experiment.file).with_context(|| format!("locating {}", experiment.file.display()))?;
+    let logs = log_dir(experiment);
+    let quote = |s: &str| format!("'{}'", s.replace('\'', "'\\''"));
+    let mut lines = vec![
+        "#!/bin/bash".to_string(),
+        format!("#SBATCH --job-name=longmem-{}", experiment.name),
+        match settings.max_parallel {
+            Some(p) => format!("#SBATCH --array=0-{}%{p}", tasks - 1),
+            None => format!("#SBATCH --array=0-{}", tasks - 1),
+        },
+        format!("#SBATCH --output={}/%A_%a.out", logs.display()),
+        "#SBATCH --requeue".to_string(),
+        format!("#SBATCH --signal=B:USR1@{}", settings.signal_seconds.unwrap_or(120)),
+    ];
+    let optional = [
+        ("partition", &settings.partition),
+        ("account", &settings.account),
+        ("qos", &settings.qos),
+        ("time", &settings.time),
+        ("mem", &settings.mem),
+    ];
+    for (flag, value) in optional {
+        if let Some(v) = value {
+            lines.push(format!("#SBATCH --{flag}={v}"));
+        }
+    }
+    if let Some(g) = settings.gpus_per_task {
+        lines.push(format!("#SBATCH --gres=gpu:{g}"));
+    }
+    if let Some(c) = settings.cpus_per_task {
+        lines.push(format!("#SBATCH --cpus-per-task={c}"));
+    }
+    lines.extend(settings.extra.iter().map(|e| format!("#SBATCH {e}")));
+    lines.push(String::new());
+    lines.push("# One shard of the sweep per array task; see `longmem sweep --help`.".into());
+    lines.push(format!(
+        "exec {} sweep {} --shard \"${{SLURM_ARRAY_TASK_ID}}/{tasks}\"",
+        quote(&exe.display().to_string()),
+        quote(&file.display().to_string())
+    ));
+    Ok(lines.join("\n") + "\n")
+}
+
+/// Where scripts and task logs go: `<runs_dir>/slurm/<name>/`.
+pub fn log_dir(experiment: &Experiment) -> PathBuf {
+    experiment.runs_dir.join("slurm").join(&experiment.name)
+}
+
+/// Writes the script (atomically) and returns its path.
+pub fn write_script(experiment: &Experiment, text: &str) -> anyhow::Result<PathBuf> {
+    let dir = log_dir(experiment);
+    std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+    let path = dir.join("array.sbatch");
+    write_atomic(&path, text.as_bytes()).with_context(|| format!("writing {}", path.display()))?;
+    Ok(path)
+}
