@@ -262,10 +262,7 @@ fn memory_sections(v: &View, labels: &[String], out: &Path, prefix: &str) -> any
         if xs.len() < 2 {
             continue;
         }
-        let _ = write!(
-            md,
-            "\n## {title}\n\nEach model at its trained {fixed_key} and top-K; each point evaluates the same trained model.\n"
-        );
+        let mut section = String::new();
         for (metric, what, suffix) in [
             ("perplexity", "held-out perplexity", ""),
             ("far_perplexity", "perplexity beyond the window", "_far"),
@@ -302,7 +299,12 @@ fn memory_sections(v: &View, labels: &[String], out: &Path, prefix: &str) -> any
                     points,
                 });
             }
-            if rows.is_empty() {
+            // Swept means some model has two or more points; otherwise there is no ablation.
+            if rows.is_empty()
+                || series
+                    .iter()
+                    .all(|s| s.name.ends_with("(no memory)") || s.points.len() < 2)
+            {
                 continue;
             }
             let png = line_chart(
@@ -316,11 +318,17 @@ fn memory_sections(v: &View, labels: &[String], out: &Path, prefix: &str) -> any
             let mut header = vec!["method".to_string()];
             header.extend(xs.iter().map(|x| format!("{key} = {x}")));
             let _ = write!(
-                md,
+                section,
                 "\n{}:\n\n{}\n![{title}, {what}]({})\n",
                 what[..1].to_uppercase() + &what[1..],
                 table(&header, &rows),
                 png.file_name().unwrap_or_default().to_string_lossy()
+            );
+        }
+        if !section.is_empty() {
+            let _ = write!(
+                md,
+                "\n## {title}\n\nEach model at its trained {fixed_key} and top-K; each point evaluates the same trained model.\n{section}"
             );
         }
     }
