@@ -123,6 +123,19 @@ fn table(experiment: &Path, out: &Path) -> Vec<String> {
     rows
 }
 
+/// The table of the experiment at `steps` training steps, swept locally in one process.
+fn local_table(steps: u64) -> Vec<String> {
+    let local = tempfile::tempdir().unwrap();
+    let file = write(local.path(), steps);
+    Command::cargo_bin("longmem")
+        .unwrap()
+        .args(["-q", "sweep"])
+        .arg(&file)
+        .assert()
+        .success();
+    table(&file, &local.path().join("report"))
+}
+
 fn submit(slurm: &Slurm, experiment: &Path) -> String {
     let out = Command::cargo_bin("longmem")
         .unwrap()
@@ -143,15 +156,7 @@ fn a_job_array_on_real_slurm_matches_a_local_run_and_survives_a_requeue() {
     let start = Instant::now();
 
     // The same sweep, locally and as a 2-task array (one training run per task).
-    let local = tempfile::tempdir().unwrap();
-    let file = write(local.path(), 30);
-    Command::cargo_bin("longmem")
-        .unwrap()
-        .args(["-q", "sweep"])
-        .arg(&file)
-        .assert()
-        .success();
-    let expected = table(&file, &local.path().join("report"));
+    let expected = local_table(30);
     let cluster = tempfile::tempdir().unwrap();
     let file = write(cluster.path(), 30);
     let job = submit(&slurm, &file);
@@ -175,15 +180,7 @@ fn a_job_array_on_real_slurm_matches_a_local_run_and_survives_a_requeue() {
 
     // A task told to stop (USR1, as before a time limit) checkpoints, marks its run
     // interrupted, requeues itself and finishes: same numbers, every run done once.
-    let local = tempfile::tempdir().unwrap();
-    let file = write(local.path(), 400);
-    Command::cargo_bin("longmem")
-        .unwrap()
-        .args(["-q", "sweep"])
-        .arg(&file)
-        .assert()
-        .success();
-    let expected = table(&file, &local.path().join("report"));
+    let expected = local_table(400);
     let requeued = tempfile::tempdir().unwrap();
     let file = write(requeued.path(), 400);
     let job = submit(&slurm, &file);

@@ -8,7 +8,7 @@
 use crate::cli::EvalArgs;
 use crate::data::SegmentStream;
 use crate::device::measure_matmul_peak;
-use crate::eval::cost::{forward_flops_per_token, CostReport, FlopShape};
+use crate::eval::cost::{forward_flops_per_token, CostReport};
 use crate::eval::icl::{self, IclRow, IclSpec, IclSummary, IclTask};
 use crate::eval::{segments_to_cover, stream_nll_bucketed, NllTotals, PAPER_LENGTH_EDGES};
 use crate::fsutil::write_json_atomic;
@@ -224,7 +224,6 @@ fn perplexity(
     let wall = start.elapsed().as_secs_f64();
     let cost = cost_report(
         &spec,
-        learner,
         &clock,
         wall,
         (batches * spec.batch_size * window) as f64,
@@ -306,21 +305,10 @@ fn perplexity(
     Ok(())
 }
 
-/// `eval.json`, `eval-window512.json`, `icl-nomemory-M4096-c4-k64.json`: the stem, then what
-/// the evaluation changed.
+/// The file name for what `args` changed (see [`crate::eval::result_file_name`]).
 fn output_name(stem: &str, args: &EvalArgs, spec: &Spec) -> String {
-    let mut name = stem.to_string();
-    if let Some(w) = args.window {
-        name += &format!("-window{w}");
-    }
-    if args.no_memory {
-        name += "-nomemory";
-    }
-    if args.memory_size.is_some() || args.chunk.is_some() || args.top_k.is_some() {
-        let m = &spec.memory;
-        name += &format!("-M{}-c{}-k{}", m.size, m.chunk, m.k);
-    }
-    name + ".json"
+    let overrides = args.memory_size.is_some() || args.chunk.is_some() || args.top_k.is_some();
+    crate::eval::result_file_name(stem, args.window, args.no_memory, overrides.then_some(&spec.memory))
 }
 
 /// The number of documents per row after which no row has any (finite sources); a cap.
@@ -369,27 +357,14 @@ fn memory_gates(learner: &Learner) -> Option<Vec<f64>> {
 /// Throughput, stage latencies, peak memory and MFU of the evaluation that just ran.
 fn cost_report(
     spec: &Spec,
-    learner: &Learner,
     clock: &StageClock,
     wall: f64,
     positions: f64,
     window: usize,
     device: tch::Device,
 ) -> CostReport {
-    let memory = learner
-        .bank()
-        .map(|b| (b.config().capacity / b.config().chunk, spec.memory.k));
-    let shape = FlopShape {
-        backbone: &spec.backbone,
-        window: window as i64,
-        sidenet_layers: if matches!(learner, Learner::LongMem { .. }) {
-            spec.sidenet.layers
-        } else {
-            0
-        },
-        backbone_head: !matches!(learner, Learner::LongMem { .. }),
-        memory,
-    };
+    // The learner and its bank are built from `spec`, so the spec gives their shape.
+    let shape = spec.flop_shape(window);
     // The same matmul peak `longmem doctor` measures, in this process.
     let n = if device.is_cuda() { 8192 } else { 1024 };
     let peak = measure_matmul_peak(device, tch::Kind::Float, n, 3, std::time::Duration::from_millis(200));

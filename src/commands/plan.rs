@@ -1,11 +1,9 @@
 //! `longmem plan <experiment>`: the expanded runs, their state, and the work they take.
 
 use crate::cli::PlanArgs;
-use crate::eval::cost::{forward_flops_per_token, FlopShape};
+use crate::eval::cost::forward_flops_per_token;
 use crate::harness::experiment::{Experiment, PlannedRun, Stage};
 use crate::harness::runner::{status, Status};
-use crate::harness::spec::Spec;
-use crate::train::Method;
 
 pub fn run(args: &PlanArgs) -> anyhow::Result<()> {
     let experiment = Experiment::load(&args.experiment)?;
@@ -65,7 +63,7 @@ pub fn run(args: &PlanArgs) -> anyhow::Result<()> {
 /// token (forward and backward).
 fn work(run: &PlannedRun) -> (f64, f64) {
     let spec = &run.spec;
-    let per_token = forward_flops_per_token(&shape(spec));
+    let per_token = forward_flops_per_token(&spec.flop_shape(spec.segment_len));
     match run.stage {
         Stage::Pretrain | Stage::Train => {
             let tokens = (spec.train.steps * (spec.batch_size * spec.segment_len) as u64) as f64;
@@ -76,22 +74,6 @@ fn work(run: &PlannedRun) -> (f64, f64) {
             let tokens = (spec.batch_size * spec.segment_len * 64) as f64;
             (tokens, per_token * tokens)
         }
-    }
-}
-
-fn shape(spec: &Spec) -> FlopShape<'_> {
-    let memory = matches!(spec.method, Method::Longmem | Method::Memtrm)
-        .then(|| (spec.memory.size / spec.memory.chunk, spec.memory.k));
-    FlopShape {
-        backbone: &spec.backbone,
-        window: spec.segment_len as i64,
-        sidenet_layers: if spec.method == Method::Longmem {
-            spec.sidenet.layers
-        } else {
-            0
-        },
-        backbone_head: spec.method != Method::Longmem,
-        memory,
     }
 }
 

@@ -308,14 +308,12 @@ impl Experiment {
             };
             for eval_values in eval_grid {
                 let point = eval_point(&eval_values);
-                spec.with_memory(point.memory_size, point.chunk, point.top_k)
+                let resolved = spec
+                    .with_memory(point.memory_size, point.chunk, point.top_k)
                     .map_err(|e| invalid(&self.file, "sweep", &describe_point(&eval_values), &e))?;
                 let salt = serde_json::to_string(&(&point, &self.eval)).expect("serialisable");
                 let eval_id = run_id(&spec, Some(&id), &salt);
                 let mut eval_params = params.clone();
-                let resolved = spec
-                    .with_memory(point.memory_size, point.chunk, point.top_k)
-                    .expect("checked");
                 if has_memory {
                     eval_params.insert("memory_size".into(), resolved.memory.size.to_string());
                     eval_params.insert("chunk".into(), resolved.memory.chunk.to_string());
@@ -390,11 +388,6 @@ impl Experiment {
         let mut table = self.base.clone();
         table.insert("out_dir".into(), Value::String(self.runs_dir.display().to_string()));
         table
-    }
-
-    /// Names of the swept parameters (table columns), training ones first.
-    pub fn swept_keys(&self) -> Vec<String> {
-        self.sweep.iter().map(|(k, _)| k.clone()).collect()
     }
 }
 

@@ -12,7 +12,7 @@ use crate::train::Outcome;
 use anyhow::{bail, Context};
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, HashMap};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::SystemTime;
 
 /// A run's state, in `status.json`.
@@ -72,6 +72,16 @@ pub fn status(dir: &Path) -> Option<Status> {
 fn set_status(dir: &Path, status: &Status) -> anyhow::Result<()> {
     write_json_atomic(&dir.join("status.json"), status)
         .with_context(|| format!("writing {}/status.json", dir.display()))
+}
+
+fn set_failed(dir: &Path, reason: &str) -> anyhow::Result<()> {
+    set_status(
+        dir,
+        &Status::Failed {
+            reason: reason.to_string(),
+            at: now(),
+        },
+    )
 }
 
 /// `i/n`: this process runs every n-th unit of work starting at the i-th (0-based).
@@ -176,13 +186,7 @@ fn ensure(experiment: &Experiment, run: &PlannedRun, by_id: &HashMap<&str, &Plan
             // Recorded here too, so the dependent run shows why it never ran.
             let reason = format!("upstream run {dep} failed: {e:#}");
             std::fs::create_dir_all(&run.dir).with_context(|| format!("creating {}", run.dir.display()))?;
-            set_status(
-                &run.dir,
-                &Status::Failed {
-                    reason: reason.clone(),
-                    at: now(),
-                },
-            )?;
+            set_failed(&run.dir, &reason)?;
             bail!(reason);
         }
     }
@@ -223,13 +227,7 @@ fn ensure(experiment: &Experiment, run: &PlannedRun, by_id: &HashMap<&str, &Plan
         }
         Err(e) => {
             let reason = format!("{e:#}");
-            set_status(
-                &run.dir,
-                &Status::Failed {
-                    reason: reason.clone(),
-                    at: now(),
-                },
-            )?;
+            set_failed(&run.dir, &reason)?;
             log(&run.dir, &format!("{} failed: {reason}", now()));
             Err(e)
         }
@@ -324,9 +322,4 @@ fn log(dir: &Path, line: &str) {
     {
         let _ = writeln!(f, "{line}");
     }
-}
-
-/// The directory of the run `id` of `runs`.
-pub fn run_dir(runs: &[PlannedRun], id: &str) -> Option<PathBuf> {
-    runs.iter().find(|r| r.id == id).map(|r| r.dir.clone())
 }

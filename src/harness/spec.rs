@@ -3,6 +3,7 @@
 //! `Option` left. Every error names the file, the key, the value and what is allowed.
 
 use crate::device::DeviceSpec;
+use crate::eval::cost::FlopShape;
 use crate::eval::icl::IclSpec;
 use crate::fsutil::resolve_path;
 use crate::memory::{BankSharing, Eviction};
@@ -256,6 +257,24 @@ pub enum SpecError {
 }
 
 impl Spec {
+    /// The shape whose useful forward FLOPs per position this run's model costs at local
+    /// window `window`.
+    pub fn flop_shape(&self, window: usize) -> FlopShape<'_> {
+        let memory = matches!(self.method, Method::Longmem | Method::Memtrm)
+            .then(|| (self.memory.size / self.memory.chunk, self.memory.k));
+        FlopShape {
+            backbone: &self.backbone,
+            window: window as i64,
+            sidenet_layers: if self.method == Method::Longmem {
+                self.sidenet.layers
+            } else {
+                0
+            },
+            backbone_head: self.method != Method::Longmem,
+            memory,
+        }
+    }
+
     /// The same spec with memory size, chunk and top-K replaced where given (evaluation-time
     /// settings: the trained weights do not depend on them). Errors name the setting.
     pub fn with_memory(&self, size: Option<i64>, chunk: Option<i64>, k: Option<i64>) -> Result<Spec, String> {

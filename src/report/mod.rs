@@ -74,11 +74,11 @@ pub fn collect(files: &[std::path::PathBuf]) -> anyhow::Result<Collected> {
             planned += 1;
             match status(&run.dir) {
                 Some(Status::Done { .. }) => finished += 1,
-                Some(Status::Failed { .. }) => failed += 1,
-                _ => {}
-            }
-            if !matches!(status(&run.dir), Some(Status::Done { .. })) {
-                continue;
+                Some(Status::Failed { .. }) => {
+                    failed += 1;
+                    continue;
+                }
+                _ => continue,
             }
             if metadata.is_none() {
                 metadata = std::fs::read_to_string(run.dir.join("metadata.json"))
@@ -184,16 +184,13 @@ fn icl_rows(experiment: &Experiment, run: &PlannedRun) -> anyhow::Result<Vec<Met
 /// The file an eval run writes: `eval.json`, or with its memory overrides in the name.
 fn eval_file_name(run: &PlannedRun) -> String {
     let point = run.eval.clone().unwrap_or_default();
-    if point.memory_size.is_some() || point.chunk.is_some() || point.top_k.is_some() {
-        let m = run
-            .spec
-            .with_memory(point.memory_size, point.chunk, point.top_k)
-            .map(|s| s.memory)
-            .unwrap_or_else(|_| run.spec.memory.clone());
-        format!("eval-M{}-c{}-k{}.json", m.size, m.chunk, m.k)
-    } else {
-        "eval.json".into()
-    }
+    let overrides = point.memory_size.is_some() || point.chunk.is_some() || point.top_k.is_some();
+    let memory = run
+        .spec
+        .with_memory(point.memory_size, point.chunk, point.top_k)
+        .map(|s| s.memory)
+        .unwrap_or_else(|_| run.spec.memory.clone());
+    crate::eval::result_file_name("eval", None, false, overrides.then_some(&memory))
 }
 
 /// A method's name in tables: LongMem with its SideNet depth when that is swept.
