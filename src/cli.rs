@@ -52,6 +52,35 @@ pub enum Command {
     /// Write (and with --submit, submit) a Slurm job array that runs an experiment's sweep,
     /// one shard of runs per array task.
     Slurm(SlurmArgs),
+    /// Microbenchmarks (retrieval, memory write, bank size, each method's forward and
+    /// training step, matmul peak) with faiss-cpu side by side; writes BENCH.md and bench.csv.
+    Bench(BenchArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct BenchArgs {
+    /// Output directory for BENCH.md and bench.csv.
+    #[arg(long, default_value = "results/bench")]
+    pub out: PathBuf,
+    /// Device to measure: cpu, cuda, cuda:N or auto.
+    #[arg(long, default_value = "cpu")]
+    pub device: DeviceSpec,
+    /// Timed samples per benchmark (after one warm-up).
+    #[arg(long, default_value_t = 3)]
+    pub samples: usize,
+    /// Tiny shapes instead of the paper's (seconds; for tests and smoke checks).
+    #[arg(long)]
+    pub quick: bool,
+    /// Skip the faiss-cpu comparison.
+    #[arg(long)]
+    pub no_faiss: bool,
+    /// Run only these groups (comma-separated): retrieval, scaling, write, models.
+    /// The matmul peak and the bank size are always measured.
+    #[arg(long, value_delimiter = ',', value_enum)]
+    pub only: Vec<crate::bench::Group>,
+    /// The Python that runs baselines/faiss_flat.py (needs faiss-cpu and numpy).
+    #[arg(long, default_value = "python3")]
+    pub python: String,
 }
 
 #[derive(Debug, Args)]

@@ -8,6 +8,7 @@
 //! [`device`], [`seed`], [`fsutil`], [`profile`], [`progress`] and [`logging`] are shared
 //! utilities.
 
+pub mod bench;
 pub mod cli;
 pub mod commands;
 pub mod data;

@@ -6,6 +6,7 @@ use longmem_bench::{commands, logging};
 use std::process::ExitCode;
 
 fn main() -> ExitCode {
+    longmem_bench::device::keep_freed_memory();
     let cli = Cli::parse();
     logging::init(cli.verbose, cli.quiet);
     let result = match &cli.command {
@@ -19,6 +20,7 @@ fn main() -> ExitCode {
         Command::Report(args) => commands::report::run(args),
         Command::Status(args) => commands::status::run(args),
         Command::Slurm(args) => commands::slurm::run(args),
+        Command::Bench(args) => longmem_bench::bench::run(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

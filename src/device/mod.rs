@@ -122,6 +122,20 @@ pub fn synchronize(device: Device) {
 }
 
 /// Versions that every result records.
+/// Makes glibc's allocator keep freed memory for reuse instead of handing it back to the
+/// kernel. By default every allocation above 32 MiB is a fresh `mmap`, so each large tensor
+/// (retrieved keys and values, logits, activations) is page-faulted in anew on every step:
+/// at the paper's shape that is a quarter of retrieval's time (`longmem bench`). Call it
+/// first thing in `main`, before any allocation it should govern. A no-op off glibc.
+pub fn keep_freed_memory() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: mallopt only changes allocator parameters; called before other threads exist.
+    unsafe {
+        libc::mallopt(libc::M_MMAP_MAX, 0);
+        libc::mallopt(libc::M_TRIM_THRESHOLD, i32::MAX);
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Versions {
     pub longmem_bench: String,

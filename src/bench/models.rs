@@ -1,0 +1,269 @@
+//! Model benchmarks: one evaluation forward (memory full, the segment written after it, as
+//! in evaluation) and one training step of LongMem, MemTRM and plain, at fixed shapes with
+//! random weights. Evaluation forwards are given as a fraction of the matmul peak, counting
+//! only useful FLOPs ([`crate::eval::cost`]).
+
+use super::{measure, BenchRow, Scale};
+use crate::data::Batch;
+use crate::eval::cost::forward_flops_per_token;
+use crate::harness::build;
+use crate::harness::spec::{FileChecks, Spec};
+use crate::profile::{Stage, StageClock};
+use crate::train::learner::masked_nll;
+use crate::train::optim::{AdamW, AdamWConfig};
+use crate::train::{Learner, Method};
+use std::path::Path;
+use tch::{Device, Kind, Tensor};
+
+/// A GPT-2-style backbone, its memory and its SideNet, at one size.
+#[derive(Debug, Clone, Copy)]
+pub struct ModelShape {
+    pub name: &'static str,
+    pub n_layer: i64,
+    pub n_head: i64,
+    pub n_embd: i64,
+    pub vocab: i64,
+    /// Segment length = the local window.
+    pub window: i64,
+    pub batch: i64,
+    pub memory: i64,
+    pub chunk: i64,
+    pub k: i64,
+    pub sidenet_layers: i64,
+    /// The methods to time, and whether to time their training step too.
+    pub methods: &'static [Method],
+    pub train: bool,
+}
+
+impl ModelShape {
+    pub fn all(scale: Scale) -> Vec<ModelShape> {
+        const ALL: &[Method] = &[Method::Longmem, Method::Memtrm, Method::Plain];
+        match scale {
+            Scale::Quick => vec![ModelShape {
+                name: "quick",
+                n_layer: 2,
+                n_head: 2,
+                n_embd: 32,
+                vocab: 256,
+                window: 32,
+                batch: 2,
+                memory: 256,
+                chunk: 4,
+                k: 16,
+                sidenet_layers: 1,
+                methods: ALL,
+                train: true,
+            }],
+            Scale::Paper => vec![
+                ModelShape {
+                    name: "small",
+                    n_layer: 4,
+                    n_head: 4,
+                    n_embd: 256,
+                    vocab: 8192,
+                    window: 256,
+                    batch: 8,
+                    memory: 4096,
+                    chunk: 4,
+                    k: 32,
+                    sidenet_layers: 2,
+                    methods: ALL,
+                    train: true,
+                },
+                ModelShape {
+                    name: "medium",
+                    n_layer: 8,
+                    n_head: 8,
+                    n_embd: 512,
+                    vocab: 16384,
+                    window: 512,
+                    batch: 4,
+                    memory: 16384,
+                    chunk: 4,
+                    k: 64,
+                    sidenet_layers: 4,
+                    methods: ALL,
+                    train: true,
+                },
+                // The paper's: GPT-2 medium (24 × 1024, 16 heads), 1024-token segments,
+                // M = 65536, c = 4, K = 64, a 12-layer SideNet. Evaluation only.
+                ModelShape {
+                    name: "paper (GPT-2 medium)",
+                    n_layer: 24,
+                    n_head: 16,
+                    n_embd: 1024,
+                    vocab: 50257,
+                    window: 1024,
+                    batch: 1,
+                    memory: 65536,
+                    chunk: 4,
+                    k: 64,
+                    sidenet_layers: 12,
+                    methods: &[Method::Longmem, Method::Plain],
+                    train: false,
+                },
+            ],
+        }
+    }
+
+    pub fn describe(&self) -> String {
+        format!(
+            "L={} D={} H={} V={} T={} B={} M={} c={} K={} S={}",
+            self.n_layer,
+            self.n_embd,
+            self.n_head,
+            self.vocab,
+            self.window,
+            self.batch,
+            self.memory,
+            self.chunk,
+            self.k,
+            self.sidenet_layers
+        )
+    }
+
+    /// The run spec of `method` at this shape (built-in recall data, random weights).
+    pub fn spec(&self, method: Method, device: Device) -> anyhow::Result<Spec> {
+        let memtrm_chunk = self.chunk; // the same bank for both memory methods
+        let device = crate::device::device_name(device);
+        let text = format!(
+            r#"
+            method = "{method}"
+            device = "{device}"
+            out_dir = "unused"
+            [backbone]
+            style = "gpt2"
+            n_layer = {}
+            n_head = {}
+            n_embd = {}
+            n_positions = {}
+            vocab_size = {}
+            dropout = 0.0
+            weights = "random"
+            [memory]
+            size = {}
+            chunk = {}
+            k = {}
+            [sidenet]
+            layers = {}
+            dropout = 0.0
+            [memtrm]
+            chunk = {memtrm_chunk}
+            [data]
+            kind = "recall"
+            doc_tokens = {}
+            [train]
+            steps = 1
+            batch_size = {}
+            segment_len = {}
+            "#,
+            self.n_layer,
+            self.n_head,
+            self.n_embd,
+            self.window,
+            self.vocab,
+            self.memory,
+            self.chunk,
+            self.k,
+            self.sidenet_layers,
+            4 * self.window,
+            self.batch,
+            self.window,
+        );
+        let path = format!("<bench shape {}>", self.name);
+        let table: toml::Table = toml::from_str(&text)?;
+        // Methods other than pretrain name pretrained weights; the bench uses random ones.
+        let mut spec = Spec::from_table(table, Path::new(&path), FileChecks::NotWeights)?;
+        spec.backbone_weights = None;
+        Ok(spec)
+    }
+}
+
+/// What one model shape measured: its rows, and for LongMem the share of its forward that
+/// retrieval and the memory write take, relative to the frozen backbone's forward.
+pub struct ModelResult {
+    pub rows: Vec<BenchRow>,
+    /// `(shape name, width, LongMem eval MFU)`.
+    pub longmem_mfu: Option<(String, i64, f64)>,
+    /// (retrieval + write) / backbone forward, from LongMem's stage clock.
+    pub memory_share: Option<f64>,
+}
+
+pub fn bench_shape(shape: &ModelShape, device: Device, samples: usize, peak: f64) -> anyhow::Result<ModelResult> {
+    let mut result = ModelResult {
+        rows: vec![],
+        longmem_mfu: None,
+        memory_share: None,
+    };
+    for &method in shape.methods {
+        let spec = shape.spec(method, device)?;
+        let mut learner = build::learner(&spec, device)?;
+        fill_memory(&mut learner, shape, device);
+        let batch = random_batch(shape, device);
+        let describe = format!("{} ({})", shape.name, shape.describe());
+        let positions = (shape.batch * shape.window) as f64;
+        let flops = forward_flops_per_token(&spec.flop_shape(shape.window as usize)) * positions;
+        let timing = measure(device, 1, samples, || {
+            let _ = tch::no_grad(|| learner.forward(&batch, false));
+        });
+        let clock = StageClock::new(device);
+        tch::no_grad(|| learner.forward_timed(&batch, false, &clock));
+        let stages: Vec<String> = Stage::ALL
+            .iter()
+            .filter(|&&s| clock.spent(s).as_nanos() > 0)
+            .map(|&s| format!("{} {:.0} ms", s.name(), clock.spent(s).as_secs_f64() * 1e3))
+            .collect();
+        let row = BenchRow::timed("model", &format!("{method} eval forward"), describe.clone(), &timing)
+            .with_flops(flops, peak)
+            .with_tokens(positions)
+            .with_note(stages.join(", "));
+        if method == Method::Longmem {
+            result.longmem_mfu = Some((shape.name.into(), shape.n_embd, row.mfu.unwrap_or(f64::NAN)));
+            let memory = clock.spent(Stage::Retrieval) + clock.spent(Stage::MemoryWrite);
+            result.memory_share = Some(memory.as_secs_f64() / clock.spent(Stage::Backbone).as_secs_f64());
+        }
+        result.rows.push(row);
+        if shape.train {
+            let timing = time_train_step(&mut learner, &batch, device, samples);
+            result.rows.push(
+                BenchRow::timed("model", &format!("{method} train step"), describe, &timing)
+                    .with_tokens(positions)
+                    .with_note("forward + backward + AdamW on the trained weights"),
+            );
+        }
+    }
+    Ok(result)
+}
+
+fn time_train_step(learner: &mut Learner, batch: &Batch, device: Device, samples: usize) -> super::Timing {
+    learner.freeze_the_rest();
+    let mut optimizer = AdamW::new(learner.trainable(), AdamWConfig::default());
+    measure(device, 1, samples, || {
+        let out = learner.forward(batch, true);
+        let (nll, count) = masked_nll(&out.logits, &batch.targets, &batch.loss_mask);
+        let loss = nll / count.clamp_min(1.0);
+        optimizer.zero_grad();
+        loss.backward();
+        optimizer.step(1e-4);
+    })
+}
+
+/// Fills a memory method's bank with random keys and values, so retrieval searches all M.
+fn fill_memory(learner: &mut Learner, shape: &ModelShape, device: Device) {
+    if let Some(bank) = learner.bank_mut() {
+        let head_dim = shape.n_embd / shape.n_head;
+        let keys = Tensor::randn(
+            [shape.batch, shape.n_head, shape.memory, head_dim],
+            (Kind::Float, device),
+        );
+        bank.write(&keys, &keys);
+    }
+}
+
+fn random_batch(shape: &ModelShape, device: Device) -> Batch {
+    let tokens = || Tensor::randint(shape.vocab, [shape.batch, shape.window], (Kind::Int64, device));
+    let mut batch = Batch::unlabelled(tokens());
+    batch.targets = tokens();
+    batch.loss_mask = Tensor::ones([shape.batch, shape.window], (Kind::Float, device));
+    batch
+}

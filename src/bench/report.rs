@@ -1,0 +1,361 @@
+//! `longmem bench`: runs every benchmark, then writes `bench.csv` and `BENCH.md`.
+
+use super::faiss::{self, FaissRun, Skipped};
+use super::models::{bench_shape, ModelShape};
+use super::retrieval::{bank_bytes, retrieval_rows, write_rows, Problem, RetrievalShape};
+use super::{BenchRow, Scale, Timing};
+use crate::cli::BenchArgs;
+use crate::device::{device_name, measure_matmul_peak, Versions};
+use crate::fsutil::write_atomic;
+use crate::harness::runner::{git_commit, now};
+use anyhow::Context;
+use std::fmt::Write as _;
+use std::time::Duration;
+use tch::{Device, Kind};
+
+/// The goals of the performance issue, with what was measured against each.
+struct Goals {
+    /// Whether the shapes are the paper's (the goals are about those); not with --quick.
+    judged: bool,
+    /// faiss median / our full retrieval median at the paper's shape (≥ 2).
+    faiss_over_retrieve: Option<f64>,
+    faiss_over_search: Option<f64>,
+    faiss_ids_agree: Option<f64>,
+    /// (retrieval + write) / frozen backbone forward, GPT-2 medium, M = 65536 (≤ 0.15).
+    memory_share: Option<f64>,
+    /// LongMem eval MFU per model shape: (shape, width, MFU); the goal is ≥ 0.70 at
+    /// width ≥ 512.
+    longmem_mfu: Vec<(String, i64, f64)>,
+    /// Bank bytes per token / ideal, per dtype (≤ 1.05).
+    bank_ratio: Vec<(&'static str, f64)>,
+}
+
+pub fn run(args: &BenchArgs) -> anyhow::Result<()> {
+    let device = args.device.resolve()?;
+    let scale = if args.quick { Scale::Quick } else { Scale::Paper };
+    let samples = args.samples.max(1);
+    let started = now();
+    let wanted = |group: super::Group| args.only.is_empty() || args.only.contains(&group);
+    let mut rows = vec![];
+    let mut faiss_note = String::from("not run (--no-faiss)");
+    let mut faiss_available = !args.no_faiss;
+
+    let n = if device.is_cuda() { 8192 } else { 1024 };
+    tracing::info!("matmul peak");
+    let first_peak = measure_matmul_peak(device, Kind::Float, n, 5, Duration::from_millis(200));
+    // The MFU denominator: the higher of this and the peak measured again at the end (so a
+    // slow moment while measuring the peak cannot inflate every MFU).
+    let mut peak_gflops = first_peak.gflops_median;
+
+    let paper = match scale {
+        Scale::Paper => RetrievalShape::paper(),
+        Scale::Quick => RetrievalShape::quick(),
+    };
+    tracing::info!(shape = paper.describe(), "retrieval");
+    let mut goals = Goals {
+        judged: scale == Scale::Paper,
+        faiss_over_retrieve: None,
+        faiss_over_search: None,
+        faiss_ids_agree: None,
+        memory_share: None,
+        longmem_mfu: vec![],
+        bank_ratio: vec![],
+    };
+    if wanted(super::Group::Retrieval) {
+        let problem = Problem::random(paper, device);
+        let (mut found, ours) = retrieval_rows("retrieval", &problem, device, samples, true, peak_gflops);
+        if faiss_available {
+            match faiss::run(&args.python, &problem, samples)? {
+                Ok(run) => {
+                    goals.faiss_over_retrieve = Some(run.timing.median() / ours.retrieve.median());
+                    goals.faiss_over_search = Some(run.timing.median() / ours.search.median());
+                    goals.faiss_ids_agree = Some(run.same_order);
+                    faiss_note = format!("faiss-cpu {} ({} OpenMP threads)", run.version, run.threads);
+                    found.push(faiss_row("retrieval", &paper, &run, &ours.retrieve, peak_gflops));
+                }
+                Err(Skipped(why)) => {
+                    tracing::warn!("faiss comparison skipped: {why}");
+                    faiss_note = format!("skipped: {why}");
+                    faiss_available = false;
+                }
+            }
+        }
+        rows.extend(found);
+    }
+
+    let (memories, chunks): (&[i64], &[i64]) = match scale {
+        Scale::Paper => (&[4096, 16384, 65536, 262144], &[1, 2, 4, 8]),
+        Scale::Quick => (&[512, 2048], &[1, 4]),
+    };
+    let scaling = if wanted(super::Group::Scaling) { memories } else { &[] };
+    for &memory in scaling {
+        for &chunk in chunks {
+            let shape = RetrievalShape { memory, chunk, ..paper };
+            tracing::info!(shape = shape.describe(), "retrieval scaling");
+            let problem = Problem::random(shape, device);
+            let (found, ours) = retrieval_rows("scaling", &problem, device, samples, false, peak_gflops);
+            rows.extend(found);
+            let on_axes = chunk == paper.chunk || memory == paper.memory;
+            let measured = wanted(super::Group::Retrieval) && chunk == paper.chunk && memory == paper.memory;
+            if faiss_available && on_axes && !measured {
+                match faiss::run(&args.python, &problem, samples)? {
+                    Ok(run) => {
+                        faiss_note = format!("faiss-cpu {} ({} OpenMP threads)", run.version, run.threads);
+                        rows.push(faiss_row("scaling", &shape, &run, &ours.retrieve, peak_gflops));
+                    }
+                    Err(Skipped(why)) => {
+                        tracing::warn!("faiss comparison skipped: {why}");
+                        faiss_note = format!("skipped: {why}");
+                        faiss_available = false;
+                    }
+                }
+            }
+        }
+    }
+
+    if wanted(super::Group::Write) {
+        tracing::info!("memory write");
+        rows.extend(write_rows(&paper, device));
+    }
+    for bytes in bank_bytes(&paper) {
+        goals.bank_ratio.push((bytes.dtype, bytes.ratio()));
+        rows.push(bytes.row());
+    }
+
+    let shapes = if wanted(super::Group::Models) {
+        ModelShape::all(scale)
+    } else {
+        vec![]
+    };
+    for shape in shapes {
+        tracing::info!(shape = shape.name, "models");
+        let result = bench_shape(&shape, device, samples, peak_gflops)
+            .with_context(|| format!("benchmarking the {} models", shape.name))?;
+        rows.extend(result.rows);
+        goals.longmem_mfu.extend(result.longmem_mfu);
+        if shape.memory == RetrievalShape::paper().memory && shape.window == 1024 {
+            goals.memory_share = result.memory_share;
+        }
+    }
+
+    let last_peak = measure_matmul_peak(device, Kind::Float, n, 5, Duration::from_millis(200));
+    let peak_rows = [("at the start", &first_peak), ("at the end", &last_peak)].map(|(when, peak)| BenchRow {
+        samples: peak.samples,
+        gflops: Some(peak.gflops_median),
+        note: format!(
+            "best {:.1} GFLOP/s; the same measurement as `longmem doctor`",
+            peak.gflops_max
+        ),
+        ..BenchRow::timed(
+            "peak",
+            &format!("matmul f32, {when}"),
+            format!("n={n}"),
+            &Timing::from_seconds(vec![f64::NAN]),
+        )
+    });
+    rows.splice(0..0, peak_rows);
+    let higher = first_peak.gflops_median.max(last_peak.gflops_median);
+    if higher > peak_gflops {
+        for row in &mut rows {
+            row.mfu = row.gflops.filter(|_| row.mfu.is_some()).map(|rate| rate / higher);
+        }
+        for (_, _, mfu) in &mut goals.longmem_mfu {
+            *mfu *= peak_gflops / higher;
+        }
+        peak_gflops = higher;
+    }
+
+    std::fs::create_dir_all(&args.out).with_context(|| format!("creating {}", args.out.display()))?;
+    let csv_path = args.out.join("bench.csv");
+    write_atomic(&csv_path, &csv_bytes(&rows)?).with_context(|| format!("writing {}", csv_path.display()))?;
+    let header = Header {
+        date: started,
+        device,
+        peak_gflops,
+        samples,
+        faiss: faiss_note,
+    };
+    let md_path = args.out.join("BENCH.md");
+    write_atomic(&md_path, markdown(&header, &rows, &goals).as_bytes())
+        .with_context(|| format!("writing {}", md_path.display()))?;
+    println!("wrote {} and {}", md_path.display(), csv_path.display());
+    Ok(())
+}
+
+fn faiss_row(group: &str, shape: &RetrievalShape, run: &FaissRun, ours: &Timing, peak: f64) -> BenchRow {
+    BenchRow::timed(group, "faiss-cpu IndexFlatIP search", shape.describe(), &run.timing)
+        .with_flops(shape.scoring_flops(), peak)
+        .with_tokens(shape.queries as f64)
+        .with_note(format!(
+            "ids: {:.3}% same order, {:.3}% same set; {:.2}x our full retrieval's time",
+            100.0 * run.same_order,
+            100.0 * run.same_set,
+            run.timing.median() / ours.median()
+        ))
+}
+
+fn csv_bytes(rows: &[BenchRow]) -> anyhow::Result<Vec<u8>> {
+    let mut writer = csv::Writer::from_writer(vec![]);
+    for row in rows {
+        writer.serialize(row)?;
+    }
+    Ok(writer.into_inner()?)
+}
+
+struct Header {
+    date: String,
+    device: Device,
+    peak_gflops: f64,
+    samples: usize,
+    faiss: String,
+}
+
+fn cpu_model() -> String {
+    std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|text| {
+            text.lines()
+                .find(|l| l.starts_with("model name"))
+                .and_then(|l| l.split(':').nth(1))
+                .map(|s| s.trim().to_string())
+        })
+        .unwrap_or_else(|| "unknown CPU".into())
+}
+
+fn markdown(header: &Header, rows: &[BenchRow], goals: &Goals) -> String {
+    let v = Versions::current();
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_default();
+    let mut md = String::from("# longmem-bench: benchmarks\n\n");
+    let _ = writeln!(
+        md,
+        "Measured {} by `longmem bench` on `{}`: {}, {} torch threads, device `{}`. \
+         longmem-bench {} ({} build), tch {}, libtorch {}, commit `{}`. faiss: {}.\n",
+        header.date,
+        host.trim(),
+        cpu_model(),
+        tch::get_num_threads(),
+        device_name(header.device),
+        v.longmem_bench,
+        if cfg!(debug_assertions) { "dev" } else { "release" },
+        v.tch,
+        v.libtorch,
+        git_commit(),
+        header.faiss
+    );
+    let _ = writeln!(
+        md,
+        "Every time is the median of {} samples after one warm-up, with the range (min–max). \
+         MFU = useful FLOPs / time / the measured f32 matmul peak ({:.1} GFLOP/s, the higher of \
+         its measurements at the start and at the end). \
+         All numbers are in `bench.csv`.\n",
+        header.samples, header.peak_gflops
+    );
+
+    md.push_str("## Goals\n\n| goal | target | measured | met |\n|---|---|---|---|\n");
+    let met = |ok: bool| match (goals.judged, ok) {
+        (false, _) => "– (--quick shapes)",
+        (true, true) => "yes",
+        (true, false) => "**no**",
+    };
+    match (
+        goals.faiss_over_retrieve,
+        goals.faiss_over_search,
+        goals.faiss_ids_agree,
+    ) {
+        (Some(full), Some(search), Some(agree)) => {
+            let _ = writeln!(
+                md,
+                "| exact retrieval vs faiss-cpu IndexFlatIP, same ids | ≥ 2× faster | {full:.2}× (search alone {search:.2}×); ids agree on {:.3}% of query rows | {} |",
+                100.0 * agree,
+                met(full >= 2.0 && agree > 0.999)
+            );
+        }
+        _ => {
+            let _ = writeln!(
+                md,
+                "| exact retrieval vs faiss-cpu IndexFlatIP | ≥ 2× faster | faiss not run: {} | – |",
+                header.faiss
+            );
+        }
+    }
+    match goals.memory_share {
+        Some(share) => {
+            let _ = writeln!(
+                md,
+                "| retrieval + memory write / backbone forward (GPT-2 medium, M = 65536, 1024-token segments) | ≤ 15% | {:.1}% | {} |",
+                100.0 * share,
+                met(share <= 0.15)
+            );
+        }
+        None => md.push_str(
+            "| retrieval + memory write / backbone forward | ≤ 15% | not measured at this scale (--quick) | – |\n",
+        ),
+    }
+    for (name, width, mfu) in &goals.longmem_mfu {
+        let _ = writeln!(
+            md,
+            "| LongMem evaluation forward MFU, width ≥ 512 | ≥ 70% | {:.1}% ({name}, width {width}) | {} |",
+            100.0 * mfu,
+            if *width >= 512 {
+                met(*mfu >= 0.70)
+            } else {
+                "– (width < 512)"
+            }
+        );
+    }
+    for (dtype, ratio) in &goals.bank_ratio {
+        let _ = writeln!(
+            md,
+            "| bank bytes per cached token / (2·width·bytes + chunk key), {dtype} | ≤ 1.05 | {ratio:.4} | {} |",
+            met(*ratio <= 1.05)
+        );
+    }
+    md.push('\n');
+
+    for (group, title) in [
+        ("peak", "Matmul peak"),
+        (
+            "retrieval",
+            if goals.judged {
+                "Retrieval at the paper's shape"
+            } else {
+                "Retrieval (--quick shape)"
+            },
+        ),
+        ("scaling", "Retrieval scaling over memory size M and chunk size c"),
+        ("write", "Memory write"),
+        ("bank", "Memory bank size"),
+        ("model", "Models (random weights, memory full)"),
+    ] {
+        let in_group: Vec<&BenchRow> = rows.iter().filter(|r| r.group == group).collect();
+        if in_group.is_empty() {
+            continue;
+        }
+        let _ = writeln!(md, "## {title}\n");
+        md.push_str("| benchmark | shape | median ms | min–max ms | GFLOP/s | MFU | tokens/s | note |\n");
+        md.push_str("|---|---|---:|---:|---:|---:|---:|---|\n");
+        for r in in_group {
+            let opt = |x: Option<f64>, digits: usize| x.map_or(String::new(), |x| format!("{x:.digits$}"));
+            let ms = |x: f64| if x.is_nan() { String::new() } else { format!("{x:.2}") };
+            let range = if r.min_ms.is_nan() {
+                String::new()
+            } else {
+                format!("{:.2}–{:.2}", r.min_ms, r.max_ms)
+            };
+            let _ = writeln!(
+                md,
+                "| {} | {} | {} | {} | {} | {} | {} | {} |",
+                r.name,
+                r.shape,
+                ms(r.median_ms),
+                range,
+                opt(r.gflops, 1),
+                r.mfu.map_or(String::new(), |m| format!("{:.1}%", 100.0 * m)),
+                opt(r.tokens_per_s, 0),
+                r.note
+            );
+        }
+        md.push('\n');
+    }
+    md
+}
