@@ -58,7 +58,7 @@ pub fn run(python: &str, problem: &Problem, samples: usize) -> anyhow::Result<Re
     let seconds: Vec<f64> = serde_json::from_value(timing["seconds"].clone())?;
     let theirs = read_i64(&dir.path().join("ids.i64"))?;
     let (ours, _) = bank.search(queries, kc);
-    let ours = Vec::<i64>::try_from(ours.flatten(0, -1))?;
+    let ours = Vec::<i64>::try_from(ours.flatten(0, -1).to_device(tch::Device::Cpu))?;
     anyhow::ensure!(
         ours.len() == theirs.len(),
         "faiss returned {} ids, expected {}",
@@ -84,7 +84,7 @@ pub fn run(python: &str, problem: &Problem, samples: usize) -> anyhow::Result<Re
 }
 
 fn write_f32(path: &Path, t: &Tensor) -> anyhow::Result<()> {
-    let values = Vec::<f32>::try_from(t.to_kind(Kind::Float).flatten(0, -1))?;
+    let values = Vec::<f32>::try_from(t.to_kind(Kind::Float).flatten(0, -1).to_device(tch::Device::Cpu))?;
     let bytes: Vec<u8> = values.iter().flat_map(|v| v.to_le_bytes()).collect();
     std::fs::write(path, bytes).with_context(|| format!("writing {}", path.display()))
 }
