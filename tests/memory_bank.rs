@@ -305,7 +305,17 @@ fn blocked_search_equals_dense_search() {
                 .max();
             assert!(f64::try_from(gap).unwrap() < 1e-4, "{name}: scores differ");
         }
-        // The part-filled bank has fewer valid chunks than a block: some queries' later
-        // places are empty only when kc exceeds them, which is checked above via `finite`.
+        // `retrieve` takes the blocked path at this size, and gathers the chunks it found:
+        // each retrieved chunk's mean key scores what the dense search scored.
+        assert!(bank.searches_blocked(2, 300));
+        let got = bank.retrieve(&q, 2 * 16).unwrap(); // c = 2: 16 chunks
+        let means = got.keys.view([2, H, 300, 16, 2, D]).mean_dim(4, false, Kind::Float);
+        let scores = (means * q.unsqueeze(3)).sum_dim_intlist(-1, false, Kind::Float);
+        let (_, dense_top) = bank.search_dense(&q, 16);
+        let gap = (scores - dense_top).abs().max();
+        assert!(
+            f64::try_from(gap).unwrap() < 1e-4,
+            "{name}: retrieved keys are not the top chunks"
+        );
     }
 }

@@ -25,6 +25,43 @@ pub struct FaissRun {
 /// Why faiss did not run (Python or faiss missing); anything else is an error.
 pub struct Skipped(pub String);
 
+/// The comparison over a whole bench run: it stops trying once faiss proved missing, and
+/// keeps the line BENCH.md says about it.
+pub struct Faiss {
+    python: String,
+    available: bool,
+    pub note: String,
+}
+
+impl Faiss {
+    pub fn new(python: &str, enabled: bool) -> Self {
+        Self {
+            python: python.into(),
+            available: enabled,
+            note: "not run (--no-faiss)".into(),
+        }
+    }
+
+    /// [`run`] on `problem`, or `None` where faiss is disabled or missing.
+    pub fn run(&mut self, problem: &Problem, samples: usize) -> anyhow::Result<Option<FaissRun>> {
+        if !self.available {
+            return Ok(None);
+        }
+        match run(&self.python, problem, samples)? {
+            Ok(found) => {
+                self.note = format!("faiss-cpu {} ({} OpenMP threads)", found.version, found.threads);
+                Ok(Some(found))
+            }
+            Err(Skipped(why)) => {
+                tracing::warn!("faiss comparison skipped: {why}");
+                self.note = format!("skipped: {why}");
+                self.available = false;
+                Ok(None)
+            }
+        }
+    }
+}
+
 pub fn run(python: &str, problem: &Problem, samples: usize) -> anyhow::Result<Result<FaissRun, Skipped>> {
     let Problem { shape, bank, queries } = problem;
     let dir = tempfile::tempdir().context("creating a folder for the faiss comparison")?;

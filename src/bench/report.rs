@@ -1,6 +1,6 @@
 //! `longmem bench`: runs every benchmark, then writes `bench.csv` and `BENCH.md`.
 
-use super::faiss::{self, FaissRun, Skipped};
+use super::faiss::{Faiss, FaissRun};
 use super::models::{bench_shape, ModelShape};
 use super::retrieval::{bank_bytes, retrieval_rows, write_rows, Problem, RetrievalShape};
 use super::{BenchRow, Scale, Timing};
@@ -37,8 +37,7 @@ pub fn run(args: &BenchArgs) -> anyhow::Result<()> {
     let started = now();
     let wanted = |group: super::Group| args.only.is_empty() || args.only.contains(&group);
     let mut rows = vec![];
-    let mut faiss_note = String::from("not run (--no-faiss)");
-    let mut faiss_available = !args.no_faiss;
+    let mut faiss = Faiss::new(&args.python, !args.no_faiss);
 
     let n = if device.is_cuda() { 8192 } else { 1024 };
     tracing::info!("matmul peak");
@@ -64,21 +63,11 @@ pub fn run(args: &BenchArgs) -> anyhow::Result<()> {
     if wanted(super::Group::Retrieval) {
         let problem = Problem::random(paper, device);
         let (mut found, ours) = retrieval_rows("retrieval", &problem, device, samples, true, peak_gflops);
-        if faiss_available {
-            match faiss::run(&args.python, &problem, samples)? {
-                Ok(run) => {
-                    goals.faiss_over_retrieve = Some(run.timing.median() / ours.retrieve.median());
-                    goals.faiss_over_search = Some(run.timing.median() / ours.search.median());
-                    goals.faiss_ids_agree = Some(run.same_order);
-                    faiss_note = format!("faiss-cpu {} ({} OpenMP threads)", run.version, run.threads);
-                    found.push(faiss_row("retrieval", &paper, &run, &ours.retrieve, peak_gflops));
-                }
-                Err(Skipped(why)) => {
-                    tracing::warn!("faiss comparison skipped: {why}");
-                    faiss_note = format!("skipped: {why}");
-                    faiss_available = false;
-                }
-            }
+        if let Some(run) = faiss.run(&problem, samples)? {
+            goals.faiss_over_retrieve = Some(run.timing.median() / ours.retrieve.median());
+            goals.faiss_over_search = Some(run.timing.median() / ours.search.median());
+            goals.faiss_ids_agree = Some(run.same_order);
+            found.push(faiss_row("retrieval", &paper, &run, &ours.retrieve, peak_gflops));
         }
         rows.extend(found);
     }
@@ -97,17 +86,9 @@ pub fn run(args: &BenchArgs) -> anyhow::Result<()> {
             rows.extend(found);
             let on_axes = chunk == paper.chunk || memory == paper.memory;
             let measured = wanted(super::Group::Retrieval) && chunk == paper.chunk && memory == paper.memory;
-            if faiss_available && on_axes && !measured {
-                match faiss::run(&args.python, &problem, samples)? {
-                    Ok(run) => {
-                        faiss_note = format!("faiss-cpu {} ({} OpenMP threads)", run.version, run.threads);
-                        rows.push(faiss_row("scaling", &shape, &run, &ours.retrieve, peak_gflops));
-                    }
-                    Err(Skipped(why)) => {
-                        tracing::warn!("faiss comparison skipped: {why}");
-                        faiss_note = format!("skipped: {why}");
-                        faiss_available = false;
-                    }
+            if on_axes && !measured {
+                if let Some(run) = faiss.run(&problem, samples)? {
+                    rows.push(faiss_row("scaling", &shape, &run, &ours.retrieve, peak_gflops));
                 }
             }
         }
@@ -173,7 +154,7 @@ pub fn run(args: &BenchArgs) -> anyhow::Result<()> {
         device,
         peak_gflops,
         samples,
-        faiss: faiss_note,
+        faiss: faiss.note,
     };
     let md_path = args.out.join("BENCH.md");
     write_atomic(&md_path, markdown(&header, &rows, &goals).as_bytes())

@@ -143,7 +143,7 @@ pub fn retrieval_rows(
         BenchRow::timed(group, "search (ids)", shape.describe(), &t.search)
             .with_flops(flops, peak)
             .with_tokens(tokens)
-            .with_note(search_path(bank)),
+            .with_note(search_path(bank, queries)),
         BenchRow::timed(group, "retrieve (ids + keys/values)", shape.describe(), &t.retrieve)
             .with_flops(flops, peak)
             .with_tokens(tokens),
@@ -163,8 +163,9 @@ pub fn retrieval_rows(
     (rows, t)
 }
 
-fn search_path(bank: &MemoryBank) -> &'static str {
-    if bank.searches_blocked() {
+fn search_path(bank: &MemoryBank, queries: &Tensor) -> &'static str {
+    let (b, _, t, _) = queries.size4().expect("queries are [B, H, T, d]");
+    if bank.searches_blocked(b, t) {
         "blocked scoring + running top-k"
     } else {
         "dense scoring + topk"
