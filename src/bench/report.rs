@@ -36,6 +36,8 @@ pub fn run(args: &BenchArgs) -> anyhow::Result<()> {
     let scale = if args.quick { Scale::Quick } else { Scale::Paper };
     let samples = args.samples.max(1);
     let started = now();
+    // Before anything is written: the bench's own output must not make the tree look dirty.
+    let commit = git_commit();
     let wanted = |group: super::Group| args.only.is_empty() || args.only.contains(&group);
     let mut rows = vec![];
     let mut faiss = Faiss::new(&args.python, !args.no_faiss);
@@ -152,6 +154,7 @@ pub fn run(args: &BenchArgs) -> anyhow::Result<()> {
     write_atomic(&csv_path, &csv_bytes(&rows)?).with_context(|| format!("writing {}", csv_path.display()))?;
     let header = Header {
         date: started,
+        commit,
         device,
         peak_gflops,
         samples,
@@ -186,6 +189,7 @@ fn csv_bytes(rows: &[BenchRow]) -> anyhow::Result<Vec<u8>> {
 
 struct Header {
     date: String,
+    commit: String,
     device: Device,
     peak_gflops: f64,
     samples: usize,
@@ -221,7 +225,7 @@ fn markdown(header: &Header, rows: &[BenchRow], goals: &Goals) -> String {
         if cfg!(debug_assertions) { "dev" } else { "release" },
         v.tch,
         v.libtorch,
-        git_commit(),
+        header.commit,
         header.faiss
     );
     let _ = writeln!(
