@@ -5,6 +5,7 @@
 
 use super::{measure, BenchRow, Scale};
 use crate::data::Batch;
+use crate::device::synchronize;
 use crate::eval::cost::forward_flops_per_token;
 use crate::harness::build;
 use crate::harness::spec::{FileChecks, Spec};
@@ -13,6 +14,7 @@ use crate::train::learner::masked_nll;
 use crate::train::optim::{AdamW, AdamWConfig};
 use crate::train::{Learner, Method};
 use std::path::Path;
+use std::time::Instant;
 use tch::{Device, Kind, Tensor};
 
 /// A GPT-2-style backbone, its memory and its SideNet, at one size.
@@ -203,11 +205,7 @@ pub fn bench_shape(shape: &ModelShape, device: Device, samples: usize, peak: f64
         let describe = format!("{} ({})", shape.name, shape.describe());
         let positions = (shape.batch * shape.window) as f64;
         let flops = forward_flops_per_token(&spec.flop_shape(shape.window as usize)) * positions;
-        let timing = measure(device, 1, samples, || {
-            let _ = tch::no_grad(|| learner.forward(&batch, false));
-        });
-        let clock = StageClock::new(device);
-        tch::no_grad(|| learner.forward_timed(&batch, false, &clock));
+        let (timing, clock) = time_eval_forward(&mut learner, &batch, device, samples);
         let stages: Vec<String> = Stage::ALL
             .iter()
             .filter(|&&s| clock.spent(s).as_nanos() > 0)
@@ -216,7 +214,7 @@ pub fn bench_shape(shape: &ModelShape, device: Device, samples: usize, peak: f64
         let row = BenchRow::timed("model", &format!("{method} eval forward"), describe.clone(), &timing)
             .with_flops(flops, peak)
             .with_tokens(positions)
-            .with_note(stages.join(", "));
+            .with_note(format!("median sample: {}", stages.join(", ")));
         if method == Method::Longmem {
             result.longmem_mfu = Some((shape.name.into(), shape.n_embd, row.mfu.unwrap_or(f64::NAN)));
             let memory = clock.spent(Stage::Retrieval) + clock.spent(Stage::MemoryWrite);
@@ -233,6 +231,31 @@ pub fn bench_shape(shape: &ModelShape, device: Device, samples: usize, peak: f64
         }
     }
     Ok(result)
+}
+
+/// Times evaluation forwards (one warm-up, then `samples`), each with its own stage clock;
+/// returns the timing and the stage clock of the median sample.
+fn time_eval_forward(
+    learner: &mut Learner,
+    batch: &Batch,
+    device: Device,
+    samples: usize,
+) -> (super::Timing, StageClock) {
+    let _ = tch::no_grad(|| learner.forward(batch, false));
+    let mut timed: Vec<(f64, StageClock)> = (0..samples.max(1))
+        .map(|_| {
+            let clock = StageClock::new(device);
+            synchronize(device);
+            let start = Instant::now();
+            let _ = tch::no_grad(|| learner.forward_timed(batch, false, &clock));
+            synchronize(device);
+            (start.elapsed().as_secs_f64(), clock)
+        })
+        .collect();
+    let timing = super::Timing::from_seconds(timed.iter().map(|(s, _)| *s).collect());
+    timed.sort_by(|a, b| a.0.total_cmp(&b.0));
+    let (_, clock) = timed.swap_remove(timed.len() / 2);
+    (timing, clock)
 }
 
 fn time_train_step(learner: &mut Learner, batch: &Batch, device: Device, samples: usize) -> super::Timing {

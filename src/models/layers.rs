@@ -20,9 +20,15 @@ impl Conv1D {
         Self { weight, bias }
     }
 
-    /// `[.., in] -> [.., out]`
+    /// `[.., in] -> [.., out]`, the bias added inside the matmul (`addmm`), not in a pass of
+    /// its own over the output.
     pub fn forward(&self, xs: &Tensor) -> Tensor {
-        xs.matmul(&self.weight) + &self.bias
+        let size = xs.size();
+        let (d_in, d_out) = (self.weight.size()[0], self.weight.size()[1]);
+        let out = self.bias.addmm(&xs.reshape([-1, d_in]), &self.weight);
+        let mut shape = size[..size.len() - 1].to_vec();
+        shape.push(d_out);
+        out.view(shape.as_slice())
     }
 }
 
