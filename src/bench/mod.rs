@@ -125,11 +125,24 @@ impl BenchRow {
         }
     }
 
-    /// Sets the useful FLOPs of one run, and from them the rate and the MFU.
-    pub fn with_flops(mut self, flop: f64, peak_gflops: f64) -> Self {
+    /// A row with no timing (a measured size, or a rate measured elsewhere).
+    pub fn untimed(group: &str, name: &str, shape: String) -> Self {
+        Self {
+            samples: 1,
+            ..Self::timed(group, name, shape, &Timing::from_seconds(vec![f64::NAN]))
+        }
+    }
+
+    /// Sets the useful FLOPs of one run, and from them the achieved rate.
+    pub fn with_flops(mut self, flop: f64) -> Self {
         let rate = flop / (self.median_ms / 1e3) / 1e9;
-        (self.gflop, self.gflops, self.mfu) = (Some(flop / 1e9), Some(rate), Some(rate / peak_gflops));
+        (self.gflop, self.gflops) = (Some(flop / 1e9), Some(rate));
         self
+    }
+
+    /// Sets the MFU from the achieved rate, once the peak is known (rows with FLOPs only).
+    pub fn set_peak(&mut self, peak_gflops: f64) {
+        self.mfu = self.gflops.map(|rate| rate / peak_gflops);
     }
 
     pub fn with_tokens(mut self, tokens: f64) -> Self {
@@ -152,7 +165,8 @@ mod tests {
         let t = Timing::from_seconds(vec![3.0, 1.0, 2.0, 10.0]);
         assert_eq!((t.min(), t.median(), t.max()), (1.0, 2.5, 10.0));
         assert_eq!(Timing::from_seconds(vec![5.0, 1.0, 2.0]).median(), 2.0);
-        let row = BenchRow::timed("g", "n", String::new(), &Timing::from_seconds(vec![0.5])).with_flops(100e9, 400.0);
+        let mut row = BenchRow::timed("g", "n", String::new(), &Timing::from_seconds(vec![0.5])).with_flops(100e9);
+        row.set_peak(400.0);
         assert_eq!(row.gflops, Some(200.0));
         assert_eq!(row.mfu, Some(0.5));
     }

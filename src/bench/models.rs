@@ -185,16 +185,16 @@ impl ModelShape {
 /// retrieval and the memory write take, relative to the frozen backbone's forward.
 pub struct ModelResult {
     pub rows: Vec<BenchRow>,
-    /// `(shape name, width, LongMem eval MFU)`.
-    pub longmem_mfu: Option<(String, i64, f64)>,
+    /// `(shape name, width, LongMem eval GFLOP/s)`.
+    pub longmem_gflops: Option<(String, i64, f64)>,
     /// (retrieval + write) / backbone forward, from LongMem's stage clock.
     pub memory_share: Option<f64>,
 }
 
-pub fn bench_shape(shape: &ModelShape, device: Device, samples: usize, peak: f64) -> anyhow::Result<ModelResult> {
+pub fn bench_shape(shape: &ModelShape, device: Device, samples: usize) -> anyhow::Result<ModelResult> {
     let mut result = ModelResult {
         rows: vec![],
-        longmem_mfu: None,
+        longmem_gflops: None,
         memory_share: None,
     };
     for &method in shape.methods {
@@ -212,11 +212,11 @@ pub fn bench_shape(shape: &ModelShape, device: Device, samples: usize, peak: f64
             .map(|&s| format!("{} {:.0} ms", s.name(), clock.spent(s).as_secs_f64() * 1e3))
             .collect();
         let row = BenchRow::timed("model", &format!("{method} eval forward"), describe.clone(), &timing)
-            .with_flops(flops, peak)
+            .with_flops(flops)
             .with_tokens(positions)
             .with_note(format!("median sample: {}", stages.join(", ")));
         if method == Method::Longmem {
-            result.longmem_mfu = Some((shape.name.into(), shape.n_embd, row.mfu.unwrap_or(f64::NAN)));
+            result.longmem_gflops = Some((shape.name.into(), shape.n_embd, row.gflops.unwrap_or(f64::NAN)));
             let memory = clock.spent(Stage::Retrieval) + clock.spent(Stage::MemoryWrite);
             result.memory_share = Some(memory.as_secs_f64() / clock.spent(Stage::Backbone).as_secs_f64());
         }

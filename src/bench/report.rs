@@ -24,9 +24,9 @@ struct Goals {
     faiss_ids_agree: Option<(f64, f64)>,
     /// (retrieval + write) / frozen backbone forward, GPT-2 medium, M = 65536 (≤ 0.15).
     memory_share: Option<f64>,
-    /// LongMem eval MFU per model shape: (shape, width, MFU); the goal is ≥ 0.70 at
-    /// width ≥ 512.
-    longmem_mfu: Vec<(String, i64, f64)>,
+    /// LongMem eval GFLOP/s per model shape: (shape, width, rate); the goal is an MFU
+    /// ≥ 0.70 at width ≥ 512.
+    longmem_gflops: Vec<(String, i64, f64)>,
     /// Bank bytes per token / ideal, per dtype (≤ 1.05).
     bank_ratio: Vec<(&'static str, f64)>,
 }
@@ -45,9 +45,6 @@ pub fn run(args: &BenchArgs) -> anyhow::Result<()> {
     let n = if device.is_cuda() { 8192 } else { 1024 };
     tracing::info!("matmul peak");
     let first_peak = measure_matmul_peak(device, Kind::Float, n, 5, Duration::from_millis(200));
-    // The MFU denominator: the higher of this and the peak measured again at the end (so a
-    // slow moment while measuring the peak cannot inflate every MFU).
-    let mut peak_gflops = first_peak.gflops_median;
 
     let paper = match scale {
         Scale::Paper => RetrievalShape::paper(),
@@ -60,17 +57,17 @@ pub fn run(args: &BenchArgs) -> anyhow::Result<()> {
         faiss_over_search: None,
         faiss_ids_agree: None,
         memory_share: None,
-        longmem_mfu: vec![],
+        longmem_gflops: vec![],
         bank_ratio: vec![],
     };
     if wanted(super::Group::Retrieval) {
         let problem = Problem::random(paper, device);
-        let (mut found, ours) = retrieval_rows("retrieval", &problem, device, samples, true, peak_gflops);
+        let (mut found, ours) = retrieval_rows("retrieval", &problem, device, samples, true);
         if let Some(run) = faiss.run(&problem, samples)? {
             goals.faiss_over_retrieve = Some(run.timing.median() / ours.retrieve.median());
             goals.faiss_over_search = Some(run.timing.median() / ours.search.median());
             goals.faiss_ids_agree = Some((run.same_order, run.same_set));
-            found.push(faiss_row("retrieval", &paper, &run, &ours.retrieve, peak_gflops));
+            found.push(faiss_row("retrieval", &paper, &run, &ours.retrieve));
         }
         rows.extend(found);
     }
@@ -85,13 +82,13 @@ pub fn run(args: &BenchArgs) -> anyhow::Result<()> {
             let shape = RetrievalShape { memory, chunk, ..paper };
             tracing::info!(shape = shape.describe(), "retrieval scaling");
             let problem = Problem::random(shape, device);
-            let (found, ours) = retrieval_rows("scaling", &problem, device, samples, false, peak_gflops);
+            let (found, ours) = retrieval_rows("scaling", &problem, device, samples, false);
             rows.extend(found);
             let on_axes = chunk == paper.chunk || memory == paper.memory;
             let measured = wanted(super::Group::Retrieval) && chunk == paper.chunk && memory == paper.memory;
             if on_axes && !measured {
                 if let Some(run) = faiss.run(&problem, samples)? {
-                    rows.push(faiss_row("scaling", &shape, &run, &ours.retrieve, peak_gflops));
+                    rows.push(faiss_row("scaling", &shape, &run, &ours.retrieve));
                 }
             }
         }
@@ -113,16 +110,22 @@ pub fn run(args: &BenchArgs) -> anyhow::Result<()> {
     };
     for shape in shapes {
         tracing::info!(shape = shape.name, "models");
-        let result = bench_shape(&shape, device, samples, peak_gflops)
-            .with_context(|| format!("benchmarking the {} models", shape.name))?;
+        let result =
+            bench_shape(&shape, device, samples).with_context(|| format!("benchmarking the {} models", shape.name))?;
         rows.extend(result.rows);
-        goals.longmem_mfu.extend(result.longmem_mfu);
+        goals.longmem_gflops.extend(result.longmem_gflops);
         if shape.memory == RetrievalShape::paper().memory && shape.window == 1024 {
             goals.memory_share = result.memory_share;
         }
     }
 
     let last_peak = measure_matmul_peak(device, Kind::Float, n, 5, Duration::from_millis(200));
+    // The MFU denominator: the higher of the two peaks, so that a slow moment while measuring
+    // the peak cannot inflate every MFU.
+    let peak_gflops = first_peak.gflops_median.max(last_peak.gflops_median);
+    for row in &mut rows {
+        row.set_peak(peak_gflops);
+    }
     let peak_rows = [("at the start", &first_peak), ("at the end", &last_peak)].map(|(when, peak)| BenchRow {
         samples: peak.samples,
         gflops: Some(peak.gflops_median),
@@ -130,24 +133,9 @@ pub fn run(args: &BenchArgs) -> anyhow::Result<()> {
             "best {:.1} GFLOP/s; the same measurement as `longmem doctor`",
             peak.gflops_max
         ),
-        ..BenchRow::timed(
-            "peak",
-            &format!("matmul f32, {when}"),
-            format!("n={n}"),
-            &Timing::from_seconds(vec![f64::NAN]),
-        )
+        ..BenchRow::untimed("peak", &format!("matmul f32, {when}"), format!("n={n}"))
     });
     rows.splice(0..0, peak_rows);
-    let higher = first_peak.gflops_median.max(last_peak.gflops_median);
-    if higher > peak_gflops {
-        for row in &mut rows {
-            row.mfu = row.gflops.filter(|_| row.mfu.is_some()).map(|rate| rate / higher);
-        }
-        for (_, _, mfu) in &mut goals.longmem_mfu {
-            *mfu *= peak_gflops / higher;
-        }
-        peak_gflops = higher;
-    }
 
     std::fs::create_dir_all(&args.out).with_context(|| format!("creating {}", args.out.display()))?;
     let csv_path = args.out.join("bench.csv");
@@ -167,9 +155,9 @@ pub fn run(args: &BenchArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn faiss_row(group: &str, shape: &RetrievalShape, run: &FaissRun, ours: &Timing, peak: f64) -> BenchRow {
+fn faiss_row(group: &str, shape: &RetrievalShape, run: &FaissRun, ours: &Timing) -> BenchRow {
     BenchRow::timed(group, "faiss-cpu IndexFlatIP search", shape.describe(), &run.timing)
-        .with_flops(shape.scoring_flops(), peak)
+        .with_flops(shape.scoring_flops())
         .with_tokens(shape.queries as f64)
         .with_note(format!(
             "ids: {:.3}% same order, {:.3}% same set; {:.2}x our full retrieval's time",
@@ -278,13 +266,14 @@ fn markdown(header: &Header, rows: &[BenchRow], goals: &Goals) -> String {
             "| retrieval + memory write / backbone forward | ≤ 15% | not measured at this scale (--quick) | – |\n",
         ),
     }
-    for (name, width, mfu) in &goals.longmem_mfu {
+    for (name, width, rate) in &goals.longmem_gflops {
+        let mfu = rate / header.peak_gflops;
         let _ = writeln!(
             md,
             "| LongMem evaluation forward MFU, width ≥ 512 | ≥ 70% | {:.1}% ({name}, width {width}) | {} |",
             100.0 * mfu,
             if *width >= 512 {
-                met(*mfu >= 0.70)
+                met(mfu >= 0.70)
             } else {
                 "– (width < 512)"
             }

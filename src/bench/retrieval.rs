@@ -133,7 +133,6 @@ pub fn retrieval_rows(
     device: Device,
     samples: usize,
     dense: bool,
-    peak: f64,
 ) -> (Vec<BenchRow>, RetrievalTimings) {
     let t = time_retrieval(problem, device, samples);
     let Problem { shape, bank, queries } = problem;
@@ -141,11 +140,11 @@ pub fn retrieval_rows(
     let tokens = shape.queries as f64;
     let mut rows = vec![
         BenchRow::timed(group, "search (ids)", shape.describe(), &t.search)
-            .with_flops(flops, peak)
+            .with_flops(flops)
             .with_tokens(tokens)
             .with_note(search_path(bank, queries)),
         BenchRow::timed(group, "retrieve (ids + keys/values)", shape.describe(), &t.retrieve)
-            .with_flops(flops, peak)
+            .with_flops(flops)
             .with_tokens(tokens),
     ];
     if dense {
@@ -155,7 +154,7 @@ pub fn retrieval_rows(
         });
         rows.push(
             BenchRow::timed(group, "search, dense matmul + topk", shape.describe(), &timing)
-                .with_flops(flops, peak)
+                .with_flops(flops)
                 .with_tokens(tokens)
                 .with_note("the plain PyTorch way: the whole T × N score matrix, then topk"),
         );
@@ -237,25 +236,17 @@ impl BankBytes {
     }
 
     pub fn row(&self) -> BenchRow {
-        BenchRow {
-            group: "bank".into(),
-            name: format!("bank bytes per cached token, {}", self.dtype),
-            shape: self.shape.clone(),
-            samples: 1,
-            median_ms: f64::NAN,
-            min_ms: f64::NAN,
-            max_ms: f64::NAN,
-            gflop: None,
-            gflops: None,
-            mfu: None,
-            tokens_per_s: None,
-            note: format!(
-                "{:.1} B measured, {:.1} B ideal: ratio {:.4}",
-                self.per_token,
-                self.ideal,
-                self.ratio()
-            ),
-        }
+        BenchRow::untimed(
+            "bank",
+            &format!("bank bytes per cached token, {}", self.dtype),
+            self.shape.clone(),
+        )
+        .with_note(format!(
+            "{:.1} B measured, {:.1} B ideal: ratio {:.4}",
+            self.per_token,
+            self.ideal,
+            self.ratio()
+        ))
     }
 }
 
