@@ -68,20 +68,28 @@ impl Timing {
 }
 
 /// Runs `f` `warmup` times, then times it `samples` times (CUDA synchronised around each).
-pub fn measure(device: Device, warmup: usize, samples: usize, mut f: impl FnMut()) -> Timing {
+pub fn measure(device: Device, warmup: usize, samples: usize, f: impl FnMut()) -> Timing {
+    let seconds = measure_each(device, warmup, samples, f)
+        .into_iter()
+        .map(|(s, _)| s)
+        .collect();
+    Timing::from_seconds(seconds)
+}
+
+/// [`measure`], keeping each timed sample's seconds and what `f` returned, in run order.
+pub fn measure_each<T>(device: Device, warmup: usize, samples: usize, mut f: impl FnMut() -> T) -> Vec<(f64, T)> {
     for _ in 0..warmup {
         f();
     }
-    let seconds = (0..samples.max(1))
+    (0..samples.max(1))
         .map(|_| {
             synchronize(device);
             let start = Instant::now();
-            f();
+            let out = f();
             synchronize(device);
-            start.elapsed().as_secs_f64()
+            (start.elapsed().as_secs_f64(), out)
         })
-        .collect();
-    Timing::from_seconds(seconds)
+        .collect()
 }
 
 /// One line of `bench.csv`.

@@ -3,9 +3,8 @@
 //! random weights. Evaluation forwards are given as a fraction of the matmul peak, counting
 //! only useful FLOPs ([`crate::eval::cost`]).
 
-use super::{measure, BenchRow, Scale};
+use super::{measure, measure_each, BenchRow, Scale};
 use crate::data::Batch;
-use crate::device::synchronize;
 use crate::eval::cost::forward_flops_per_token;
 use crate::harness::build;
 use crate::harness::spec::{FileChecks, Spec};
@@ -14,7 +13,6 @@ use crate::train::learner::masked_nll;
 use crate::train::optim::{AdamW, AdamWConfig};
 use crate::train::{Learner, Method};
 use std::path::Path;
-use std::time::Instant;
 use tch::{Device, Kind, Tensor};
 
 /// A GPT-2-style backbone, its memory and its SideNet, at one size.
@@ -241,17 +239,11 @@ fn time_eval_forward(
     device: Device,
     samples: usize,
 ) -> (super::Timing, StageClock) {
-    let _ = tch::no_grad(|| learner.forward(batch, false));
-    let mut timed: Vec<(f64, StageClock)> = (0..samples.max(1))
-        .map(|_| {
-            let clock = StageClock::new(device);
-            synchronize(device);
-            let start = Instant::now();
-            let _ = tch::no_grad(|| learner.forward_timed(batch, false, &clock));
-            synchronize(device);
-            (start.elapsed().as_secs_f64(), clock)
-        })
-        .collect();
+    let mut timed = measure_each(device, 1, samples, || {
+        let clock = StageClock::new(device);
+        let _ = tch::no_grad(|| learner.forward_timed(batch, false, &clock));
+        clock
+    });
     let timing = super::Timing::from_seconds(timed.iter().map(|(s, _)| *s).collect());
     timed.sort_by(|a, b| a.0.total_cmp(&b.0));
     let (_, clock) = timed.swap_remove(timed.len() / 2);
