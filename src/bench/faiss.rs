@@ -23,7 +23,7 @@ pub struct FaissRun {
 }
 
 /// Why faiss did not run (Python or faiss missing); anything else is an error.
-pub struct Skipped(pub String);
+struct Skipped(String);
 
 /// The comparison over a whole bench run: it stops trying once faiss proved missing, and
 /// keeps the line BENCH.md says about it.
@@ -62,7 +62,7 @@ impl Faiss {
     }
 }
 
-pub fn run(python: &str, problem: &Problem, samples: usize) -> anyhow::Result<Result<FaissRun, Skipped>> {
+fn run(python: &str, problem: &Problem, samples: usize) -> anyhow::Result<Result<FaissRun, Skipped>> {
     let Problem { shape, bank, queries } = problem;
     let dir = tempfile::tempdir().context("creating a folder for the faiss comparison")?;
     let kc = shape.chunks_per_query();

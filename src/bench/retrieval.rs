@@ -181,9 +181,8 @@ pub fn write_rows(shape: &RetrievalShape, device: Device) -> Vec<BenchRow> {
     let head = Tensor::randn([1, shape.heads, half, shape.dim], (Kind::Float, device));
     bank.write(&head, &head);
     let segment = Tensor::randn([1, shape.heads, t, shape.dim], (Kind::Float, device));
-    let values = segment.shallow_clone();
     for _ in 0..2 {
-        bank.write(&segment, &values); // warm-up
+        bank.write(&segment, &segment); // warm-up (values: the same tensor)
     }
     let mut offset = half + 2 * t;
     let (mut plain, mut wrapping) = (vec![], vec![]);
@@ -191,7 +190,7 @@ pub fn write_rows(shape: &RetrievalShape, device: Device) -> Vec<BenchRow> {
         let wraps = offset % m + t > m;
         synchronize(device);
         let start = Instant::now();
-        bank.write(&segment, &values);
+        bank.write(&segment, &segment);
         synchronize(device);
         let seconds = start.elapsed().as_secs_f64();
         if wraps { &mut wrapping } else { &mut plain }.push(seconds);
