@@ -189,12 +189,17 @@ impl MemoryBank {
         self.filled[s] * self.config.chunk
     }
 
+    /// The stream batch row `row` reads and writes: its own, or the shared one.
+    fn stream_of_row(&self, row: usize) -> usize {
+        match self.config.sharing {
+            BankSharing::PerStream => row,
+            BankSharing::Shared => 0,
+        }
+    }
+
     /// Retrievable chunks for batch row `row` (its own stream, or the shared one).
     pub fn chunks_for_row(&self, row: usize) -> i64 {
-        match self.config.sharing {
-            BankSharing::PerStream => self.filled[row],
-            BankSharing::Shared => self.filled[0],
-        }
+        self.filled[self.stream_of_row(row)]
     }
 
     /// Empties every stream.
@@ -352,12 +357,10 @@ impl MemoryBank {
         let kc = (k_tokens / c).min(self.n_chunks);
         let (slots, top) = self.search(queries, kc);
         let chunk_mask = top.isfinite(); // [B, H, T, kc]
-                                         // Rows of the flattened stores `[S·H·N, …]`: (stream·H + head)·N + slot.
         let n = self.n_chunks;
-        let stream_of_row = match self.config.sharing {
-            BankSharing::PerStream => Tensor::arange(b, (Kind::Int64, self.config.device)),
-            BankSharing::Shared => Tensor::zeros([b], (Kind::Int64, self.config.device)),
-        };
+        let streams: Vec<i64> = (0..b as usize).map(|row| self.stream_of_row(row) as i64).collect();
+        let stream_of_row = Tensor::from_slice(&streams).to_device(self.config.device);
+        // Rows of the flattened stores `[S·H·N, …]`: (stream·H + head)·N + slot.
         let heads = Tensor::arange(h, (Kind::Int64, self.config.device));
         let base = (stream_of_row.view([b, 1, 1, 1]) * h + heads.view([1, h, 1, 1])) * n;
         let rows = (base + &slots).view([-1]);
@@ -451,10 +454,6 @@ impl MemoryBank {
         let valid: Vec<Vec<bool>> = (0..self.streams())
             .map(|s| Vec::<bool>::try_from(self.valid.get(s)).expect("valid is a bool vector"))
             .collect();
-        let stream_of = |row: i64| match self.config.sharing {
-            BankSharing::PerStream => row,
-            BankSharing::Shared => 0,
-        };
         struct Task<'a> {
             queries: Tensor,
             keys: Tensor,
@@ -464,7 +463,7 @@ impl MemoryBank {
         }
         let mut tasks = vec![];
         for row in 0..b {
-            let s = stream_of(row);
+            let s = self.stream_of_row(row as usize) as i64;
             let eligible = &valid[s as usize];
             if !eligible.contains(&true) {
                 continue;
