@@ -95,7 +95,7 @@ pub struct SlurmArgs {
     pub submit: bool,
     /// Overrides of the experiment's [slurm] block.
     #[command(flatten)]
-    pub resources: crate::harness::slurm::SlurmSettings,
+    pub resources: crate::config::SlurmSettings,
 }
 
 #[derive(Debug, Args)]

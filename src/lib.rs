@@ -10,7 +10,9 @@
 
 pub mod bench;
 pub mod cli;
+pub mod cluster;
 pub mod commands;
+pub mod config;
 pub mod data;
 pub mod device;
 pub mod eval;
@@ -18,6 +20,7 @@ pub mod fsutil;
 pub mod harness;
 pub mod logging;
 pub mod memory;
+pub mod methods;
 pub mod models;
 pub mod profile;
 pub mod progress;

@@ -20,7 +20,7 @@ fn main() -> ExitCode {
         Command::Report(args) => commands::report::run(args),
         Command::Status(args) => commands::status::run(args),
         Command::Slurm(args) => commands::slurm::run(args),
-        Command::Bench(args) => longmem_bench::bench::run(args),
+        Command::Bench(args) => commands::bench::run(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

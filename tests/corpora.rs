@@ -4,11 +4,11 @@
 mod common;
 
 use assert_cmd::Command;
+use longmem_bench::config::Spec;
+use longmem_bench::config::{self, Split};
 use longmem_bench::data::SegmentStream;
 use longmem_bench::eval::stream_nll_bucketed;
-use longmem_bench::harness::build::{self, Split};
-use longmem_bench::harness::spec::Spec;
-use longmem_bench::train::{Learner, Method};
+use longmem_bench::methods::Method;
 use std::path::Path;
 use tch::{Device, Kind, Tensor};
 
@@ -67,10 +67,10 @@ fn every_held_out_document_is_scored_once_and_matches_a_slow_reference() {
     let spec = Spec::parse(&spec_text(Method::Pretrain, TEXT_DIR), &dir.path().join("s.toml")).unwrap();
     let mut learner = {
         let _rng = common::rng_lock();
-        build::learner(&spec, Device::Cpu).unwrap()
+        spec.build_model(Device::Cpu).unwrap()
     };
     // Held out: the last 3 of 12 documents by path (books/09..11), 310, 340 and 370 bytes.
-    let source = build::source(&spec, Split::HeldOut { seed_offset: 0 }, spec.batch_size).unwrap();
+    let source = config::source(&spec, Split::HeldOut { seed_offset: 0 }, spec.batch_size).unwrap();
     let docs: Vec<Vec<u32>> = (0..2u64)
         .flat_map(|i| (0..2u64).map(move |r| (r, i)))
         .filter(|&(r, i)| longmem_bench::data::DocumentSource::exists(&source, r, i))
@@ -79,7 +79,7 @@ fn every_held_out_document_is_scored_once_and_matches_a_slow_reference() {
     assert_eq!(docs.iter().map(Vec::len).collect::<Vec<_>>(), vec![310, 340, 370]);
     let batches = longmem_bench::eval::segments_to_cover(&source, 2, 2, 16);
     let mut stream = SegmentStream::new(source, 2, 16, Device::Cpu);
-    let totals = stream_nll_bucketed(&mut learner, &mut stream, batches, &[320, 360], &Default::default());
+    let totals = stream_nll_bucketed(learner.as_mut(), &mut stream, batches, &[320, 360], &Default::default());
     assert_eq!(
         totals.tokens,
         (309 + 339 + 369) as f64,
@@ -96,9 +96,6 @@ fn every_held_out_document_is_scored_once_and_matches_a_slow_reference() {
     );
 
     // Slow reference: each document on its own, segment by segment, summing NLLs.
-    let Learner::Backbone { model, .. } = &learner else {
-        unreachable!()
-    };
     let mut nll = 0.0;
     for doc in &docs {
         let ids: Vec<i64> = doc.iter().map(|&t| t as i64).collect();
@@ -106,9 +103,7 @@ fn every_held_out_document_is_scored_once_and_matches_a_slow_reference() {
             let end = (start + 16).min(ids.len() - 1);
             let x = Tensor::from_slice(&ids[start..end]).unsqueeze(0);
             let y = Tensor::from_slice(&ids[start + 1..end + 1]);
-            let logp = tch::no_grad(|| model.forward(&x, false).logits)
-                .squeeze_dim(0)
-                .log_softmax(-1, Kind::Float);
+            let logp = learner.logits_read_only(&x).squeeze_dim(0).log_softmax(-1, Kind::Float);
             nll -= logp
                 .gather(1, &y.unsqueeze(1), false)
                 .sum(Kind::Double)
@@ -189,7 +184,7 @@ fn the_cargo_corpus_spec_resolves_to_this_projects_lock_file() {
         "{text}"
     );
     assert_eq!(spec.backbone.vocab_size, 50257, "the vocabulary follows the tokenizer");
-    let source = build::source(&spec, Split::HeldOut { seed_offset: 0 }, 2).unwrap();
+    let source = config::source(&spec, Split::HeldOut { seed_offset: 0 }, 2).unwrap();
     assert!(
         longmem_bench::data::DocumentSource::document(&source, 0, 0)
             .tokens

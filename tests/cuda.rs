@@ -4,7 +4,7 @@
 mod common;
 
 use common::max_abs_diff;
-use longmem_bench::harness::{build, spec::Spec};
+use longmem_bench::config::{self, Spec};
 use longmem_bench::models::{weights, Backbone, BackboneConfig};
 use longmem_bench::train::{train, Outcome};
 use tch::{nn::VarStore, Device};
@@ -78,9 +78,10 @@ precision = "{precision}"
         );
         let spec = Spec::parse(&text, &dir.path().join("spec.toml")).unwrap();
         let device = spec.device.resolve().unwrap();
-        let mut learner = build::learner(&spec, device).unwrap();
-        let mut stream = build::train_stream(&spec, device).unwrap();
-        let Outcome::Finished(summary) = train(&mut learner, &mut stream, &spec.train, &spec.out_dir, None).unwrap()
+        let mut learner = spec.build_model(device).unwrap();
+        let mut stream = config::train_stream(&spec, device).unwrap();
+        let Outcome::Finished(summary) =
+            train(learner.as_mut(), &mut stream, &spec.train, &spec.out_dir, None).unwrap()
         else {
             panic!("not finished")
         };

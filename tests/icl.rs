@@ -3,12 +3,12 @@
 
 mod common;
 
+use longmem_bench::config::Spec;
 use longmem_bench::data::loaders::Example;
 use longmem_bench::eval::icl::{evaluate, loglik_choices, paper_argmax_correct, score_queries, IclTask};
-use longmem_bench::harness::{build, spec::Spec};
+use longmem_bench::methods::MethodModel;
 use longmem_bench::models::{weights, Backbone, BackboneConfig};
 use longmem_bench::tokenizer::Tokenizer;
-use longmem_bench::train::Learner;
 use std::path::Path;
 use tch::{nn::VarStore, Device, Kind, Tensor};
 
@@ -34,7 +34,9 @@ fn write_task_files(dir: &Path) {
 }
 
 fn spec(dir: &Path, text: &str) -> Result<Spec, String> {
-    Spec::parse(text, &dir.join("spec.toml")).map_err(|e| e.to_string())
+    Spec::parse(text, &dir.join("spec.toml"))
+        .map(|f| f.spec)
+        .map_err(|e| e.to_string())
 }
 
 fn byte_spec(dir: &Path, method: &str, extra: &str) -> Spec {
@@ -74,7 +76,7 @@ seeds = 2
 /// Each query's label log-probabilities and next-token distribution, scoring each
 /// (query, label) sequence alone and unpadded.
 fn slow_reference(
-    learner: &Learner,
+    learner: &dyn MethodModel,
     tok: &dyn Tokenizer,
     task: &IclTask,
     local: &[Example],
@@ -116,7 +118,7 @@ fn batched_icl_scoring_equals_scoring_each_sequence_alone() {
     let dir = tempfile::tempdir().unwrap();
     write_task_files(dir.path());
     let spec = byte_spec(dir.path(), "pretrain", "");
-    let mut learner = build::learner(&spec, Device::Cpu).unwrap();
+    let mut learner = spec.build_model(Device::Cpu).unwrap();
     let tok = spec.data.tokenizer().unwrap();
     let icl = spec.icl.clone().unwrap();
     let task = IclTask::from_spec(&icl, &spec.data, 7).unwrap();
@@ -124,8 +126,18 @@ fn batched_icl_scoring_equals_scoring_each_sequence_alone() {
     let (demos, tests) = task.sample(1, 5).unwrap();
     assert_eq!(tests.len(), 3);
     // 3 queries × 2 labels in batches of 4 rows: the second batch is part padding rows.
-    let fast = score_queries(&learner, tok.as_ref(), &task, &demos[..2], &tests, 128, 4, Device::Cpu).unwrap();
-    let slow = slow_reference(&learner, tok.as_ref(), &task, &demos[..2], &tests);
+    let fast = score_queries(
+        learner.as_ref(),
+        tok.as_ref(),
+        &task,
+        &demos[..2],
+        &tests,
+        128,
+        4,
+        Device::Cpu,
+    )
+    .unwrap();
+    let slow = slow_reference(learner.as_ref(), tok.as_ref(), &task, &demos[..2], &tests);
     for (f, (sums, next)) in fast.iter().zip(&slow) {
         for (a, b) in f.label_logp.iter().zip(sums) {
             assert!((a - b).abs() < 1e-4, "{a} vs {b}");
@@ -134,7 +146,7 @@ fn batched_icl_scoring_equals_scoring_each_sequence_alone() {
         common::assert_close(&next_fast, next, 1e-4, "next-token log-probabilities");
     }
     // The rows and summaries aggregate exactly these scores.
-    let (rows, summary) = evaluate(&mut learner, tok.as_ref(), &task, &icl, 128, 4, Device::Cpu).unwrap();
+    let (rows, summary) = evaluate(learner.as_mut(), tok.as_ref(), &task, &icl, 128, 4, Device::Cpu).unwrap();
     // No memory: one memory setting, whatever the spec lists.
     assert_eq!(rows.len(), 2 * 2);
     assert!(rows.iter().all(|r| r.memory_shots == 0 && r.examples == 3));
@@ -181,11 +193,11 @@ fn memory_holds_the_demonstrations_and_closed_gates_ignore_them() {
         "longmem",
         "memory_layer = 1\nweights = \"backbone.safetensors\"\n[memory]\nsize = 4096\nchunk = 4\nk = 16",
     );
-    let mut learner = build::learner(&spec, Device::Cpu).unwrap();
+    let mut learner = spec.build_model(Device::Cpu).unwrap();
     let tok = spec.data.tokenizer().unwrap();
     let icl = spec.icl.clone().unwrap();
     let task = IclTask::from_spec(&icl, &spec.data, 7).unwrap();
-    let (rows, _) = evaluate(&mut learner, tok.as_ref(), &task, &icl, 128, 4, Device::Cpu).unwrap();
+    let (rows, _) = evaluate(learner.as_mut(), tok.as_ref(), &task, &icl, 128, 4, Device::Cpu).unwrap();
     assert_eq!(rows.len(), 2 * 2 * 2);
     for row in rows.iter().filter(|r| r.memory_shots == 3) {
         // The three demonstrations after the most local ones, byte for byte.
@@ -203,7 +215,7 @@ fn memory_holds_the_demonstrations_and_closed_gates_ignore_them() {
     // Gates closed: memory cannot change a prediction.
     let gate = learner.memory_gate().unwrap().shallow_clone();
     let _ = tch::no_grad(|| gate.shallow_clone().fill_(f64::NEG_INFINITY));
-    let (closed, _) = evaluate(&mut learner, tok.as_ref(), &task, &icl, 128, 4, Device::Cpu).unwrap();
+    let (closed, _) = evaluate(learner.as_mut(), tok.as_ref(), &task, &icl, 128, 4, Device::Cpu).unwrap();
     for pair in closed.chunks(4) {
         // Per seed: memory 0 (local 1, 2), then memory 3 (local 1, 2).
         assert_eq!(pair[0].acc, pair[2].acc);
@@ -217,12 +229,12 @@ fn a_prompt_longer_than_the_window_is_an_error_naming_the_setting() {
     let dir = tempfile::tempdir().unwrap();
     write_task_files(dir.path());
     let spec = byte_spec(dir.path(), "pretrain", "");
-    let mut learner = build::learner(&spec, Device::Cpu).unwrap();
+    let mut learner = spec.build_model(Device::Cpu).unwrap();
     let tok = spec.data.tokenizer().unwrap();
     let mut icl = spec.icl.clone().unwrap();
     icl.local_shots = vec![8];
     let task = IclTask::from_spec(&icl, &spec.data, 7).unwrap();
-    let err = evaluate(&mut learner, tok.as_ref(), &task, &icl, 128, 4, Device::Cpu).unwrap_err();
+    let err = evaluate(learner.as_mut(), tok.as_ref(), &task, &icl, 128, 4, Device::Cpu).unwrap_err();
     let text = format!("{err:#}");
     assert!(
         text.contains("icl.local_shots") && text.contains("window of 128"),

@@ -10,11 +10,12 @@
 
 mod common;
 
+use longmem_bench::config::Spec;
+use longmem_bench::config::{self, Split};
 use longmem_bench::data::SegmentStream;
 use longmem_bench::eval::{stream_nll, NllTotals};
-use longmem_bench::harness::build::{self, Split};
-use longmem_bench::harness::spec::Spec;
-use longmem_bench::train::{train, Learner, Outcome};
+use longmem_bench::methods::MethodModel;
+use longmem_bench::train::{train, Outcome};
 use std::path::Path;
 use tch::Device;
 
@@ -81,18 +82,18 @@ log_every = 100
     )
 }
 
-fn run(dir: &Path, text: &str) -> (Spec, Learner) {
+fn run(dir: &Path, text: &str) -> (Spec, Box<dyn MethodModel>) {
     let spec = Spec::parse(text, &dir.join("spec.toml")).unwrap();
-    let mut learner = build::learner(&spec, Device::Cpu).unwrap();
-    let mut stream = build::train_stream(&spec, Device::Cpu).unwrap();
-    let outcome = train(&mut learner, &mut stream, &spec.train, &spec.out_dir, None).unwrap();
+    let mut learner = spec.build_model(Device::Cpu).unwrap();
+    let mut stream = config::train_stream(&spec, Device::Cpu).unwrap();
+    let outcome = train(learner.as_mut(), &mut stream, &spec.train, &spec.out_dir, None).unwrap();
     assert!(matches!(outcome, Outcome::Finished(_)));
-    (spec, learner)
+    (spec.spec, learner)
 }
 
 /// Held-out documents (another seed), 32 segments of 16 rows.
-fn evaluate(spec: &Spec, learner: &mut Learner) -> NllTotals {
-    let source = build::source(spec, Split::HeldOut { seed_offset: 998 }, spec.batch_size).unwrap();
+fn evaluate(spec: &Spec, learner: &mut dyn MethodModel) -> NllTotals {
+    let source = config::source(spec, Split::HeldOut { seed_offset: 998 }, spec.batch_size).unwrap();
     let mut stream = SegmentStream::new(source, spec.batch_size, spec.segment_len, Device::Cpu);
     stream_nll(learner, &mut stream, 32)
 }
@@ -105,11 +106,11 @@ fn longmem_beats_the_plain_control_on_beyond_window_tokens() {
     run(dir.path(), &pretrain_spec(2500));
     let (spec, mut longmem) = run(dir.path(), &adapt_spec("longmem", 1000));
     let (_, mut plain) = run(dir.path(), &adapt_spec("plain", 1000));
-    let (lm, pl) = (evaluate(&spec, &mut longmem), evaluate(&spec, &mut plain));
+    let (lm, pl) = (evaluate(&spec, longmem.as_mut()), evaluate(&spec, plain.as_mut()));
     // The same trained LongMem with its gates closed: memory then has no effect.
     let gate = longmem.memory_gate().expect("LongMem has memory gates");
     let _ = tch::no_grad(|| gate.shallow_clone().fill_(f64::NEG_INFINITY));
-    let closed = evaluate(&spec, &mut longmem);
+    let closed = evaluate(&spec, longmem.as_mut());
     println!(
         "far-answer NLL: longmem {:.3} (hit rate {:.2}), same model without memory {:.3}, plain {:.3}; \
          near: {:.3} vs {:.3}; all: {:.3} vs {:.3}; uniform over the 32 values {:.3}; {} far tokens; {:.1} s",

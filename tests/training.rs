@@ -4,9 +4,10 @@
 mod common;
 
 use assert_cmd::Command;
-use longmem_bench::harness::{build, spec::Spec};
+use longmem_bench::config::{self, Spec};
+use longmem_bench::methods::Method;
 use longmem_bench::models::{weights, Backbone};
-use longmem_bench::train::{train, Method, Outcome};
+use longmem_bench::train::{train, Outcome};
 use predicates::prelude::*;
 use std::path::Path;
 use tch::{nn::VarStore, Device, Tensor};
@@ -72,9 +73,9 @@ fn write_backbone(dir: &Path) {
 fn run(dir: &Path, method: Method, steps: u64, stop_after: Option<u64>) -> Outcome {
     let spec = Spec::parse(&spec_text(method, steps, ""), &dir.join("spec.toml")).unwrap();
     let _rng = common::rng_lock();
-    let mut learner = build::learner(&spec, Device::Cpu).unwrap();
-    let mut stream = build::train_stream(&spec, Device::Cpu).unwrap();
-    train(&mut learner, &mut stream, &spec.train, &spec.out_dir, stop_after).unwrap()
+    let mut learner = spec.build_model(Device::Cpu).unwrap();
+    let mut stream = config::train_stream(&spec, Device::Cpu).unwrap();
+    train(learner.as_mut(), &mut stream, &spec.train, &spec.out_dir, stop_after).unwrap()
 }
 
 fn tensors(path: &Path) -> Vec<(String, Tensor)> {
@@ -137,9 +138,9 @@ fn a_diverging_run_stops_with_the_step_named() {
     let text = spec_text(Method::Pretrain, 50, "").replace("lr = 1e-3", "lr = 1e12\ngrad_clip = 1e30");
     let spec = Spec::parse(&text, &dir.path().join("spec.toml")).unwrap();
     let _rng = common::rng_lock();
-    let mut learner = build::learner(&spec, Device::Cpu).unwrap();
-    let mut stream = build::train_stream(&spec, Device::Cpu).unwrap();
-    let err = train(&mut learner, &mut stream, &spec.train, &spec.out_dir, None)
+    let mut learner = spec.build_model(Device::Cpu).unwrap();
+    let mut stream = config::train_stream(&spec, Device::Cpu).unwrap();
+    let err = train(learner.as_mut(), &mut stream, &spec.train, &spec.out_dir, None)
         .unwrap_err()
         .to_string();
     assert!(err.contains("at step") && err.contains("train.lr"), "{err}");
@@ -386,9 +387,9 @@ fn f16_on_a_machine_without_cuda_is_refused_not_run_in_f32() {
     let text = spec_text(Method::Pretrain, 2, "precision = \"f16\"").replace("seed = 3", "seed = 3\ndevice = \"auto\"");
     let spec = Spec::parse(&text, &dir.path().join("spec.toml")).unwrap();
     let _rng = common::rng_lock();
-    let mut learner = build::learner(&spec, Device::Cpu).unwrap();
-    let mut stream = build::train_stream(&spec, Device::Cpu).unwrap();
-    let err = train(&mut learner, &mut stream, &spec.train, &spec.out_dir, None)
+    let mut learner = spec.build_model(Device::Cpu).unwrap();
+    let mut stream = config::train_stream(&spec, Device::Cpu).unwrap();
+    let err = train(learner.as_mut(), &mut stream, &spec.train, &spec.out_dir, None)
         .unwrap_err()
         .to_string();
     assert!(err.contains("needs a CUDA device"), "{err}");
@@ -417,9 +418,9 @@ fn staleness_is_zero_for_longmem_and_grows_with_age_for_memtrm() {
             spec_text(method, 8, "staleness_every = 4\nstaleness_window = 3").replace("dropout = 0.1", "dropout = 0.0");
         let spec = Spec::parse(&text, &dir.path().join("spec.toml")).unwrap();
         let _rng = common::rng_lock();
-        let mut learner = build::learner(&spec, Device::Cpu).unwrap();
-        let mut stream = build::train_stream(&spec, Device::Cpu).unwrap();
-        train(&mut learner, &mut stream, &spec.train, &spec.out_dir, None).unwrap();
+        let mut learner = spec.build_model(Device::Cpu).unwrap();
+        let mut stream = config::train_stream(&spec, Device::Cpu).unwrap();
+        train(learner.as_mut(), &mut stream, &spec.train, &spec.out_dir, None).unwrap();
         let rows = read(dir.path());
         assert_eq!(
             rows.iter().map(|r| (r.0, r.1)).collect::<Vec<_>>(),

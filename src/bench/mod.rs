@@ -16,7 +16,7 @@ use serde::Serialize;
 use std::time::Instant;
 use tch::Device;
 
-pub use report::run;
+pub use report::{run, BenchOptions};
 
 /// Shapes to measure: the paper's, or tiny ones (`--quick`, for tests).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

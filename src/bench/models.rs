@@ -4,15 +4,17 @@
 //! only useful FLOPs ([`crate::eval::cost`]).
 
 use super::{measure, measure_each, BenchRow, Scale};
+use crate::config::AdamWConfig;
+use crate::config::{DataSpec, RawBackbone, RawTrain, Spec, SpecBuilder};
 use crate::data::Batch;
-use crate::eval::cost::forward_flops_per_token;
-use crate::harness::build;
-use crate::harness::spec::{FileChecks, Spec};
+use crate::data::RecallConfig;
+use crate::device::DeviceSpec;
+use crate::memory::MemorySpec;
+use crate::methods::forward_flops_per_token;
+use crate::methods::{masked_nll, Method, MethodModel};
+use crate::models::BlockStyle;
 use crate::profile::{Stage, StageClock};
-use crate::train::learner::masked_nll;
-use crate::train::optim::{AdamW, AdamWConfig};
-use crate::train::{Learner, Method};
-use std::path::Path;
+use crate::train::optim::AdamW;
 use tch::{Device, Kind, Tensor};
 
 /// A GPT-2-style backbone, its memory and its SideNet, at one size.
@@ -124,57 +126,32 @@ impl ModelShape {
 
     /// The run spec of `method` at this shape (built-in recall data, random weights).
     pub fn spec(&self, method: Method, device: Device) -> anyhow::Result<Spec> {
-        let memtrm_chunk = self.chunk; // the same bank for both memory methods
-        let device = crate::device::device_name(device);
-        let text = format!(
-            r#"
-            method = "{method}"
-            device = "{device}"
-            out_dir = "unused"
-            [backbone]
-            style = "gpt2"
-            n_layer = {}
-            n_head = {}
-            n_embd = {}
-            n_positions = {}
-            vocab_size = {}
-            dropout = 0.0
-            weights = "random"
-            [memory]
-            size = {}
-            chunk = {}
-            k = {}
-            [sidenet]
-            layers = {}
-            dropout = 0.0
-            [memtrm]
-            chunk = {memtrm_chunk}
-            [data]
-            kind = "recall"
-            doc_tokens = {}
-            [train]
-            steps = 1
-            batch_size = {}
-            segment_len = {}
-            "#,
-            self.n_layer,
-            self.n_head,
-            self.n_embd,
-            self.window,
-            self.vocab,
-            self.memory,
-            self.chunk,
-            self.k,
-            self.sidenet_layers,
-            4 * self.window,
-            self.batch,
-            self.window,
-        );
-        let path = format!("<bench shape {}>", self.name);
-        let table: toml::Table = toml::from_str(&text)?;
-        // Methods other than pretrain name pretrained weights; the bench uses random ones.
-        let mut spec = Spec::from_table(table, Path::new(&path), FileChecks::NotWeights)?;
-        spec.backbone_weights = None;
+        let mut backbone = RawBackbone::new(BlockStyle::Gpt2, self.n_layer, self.n_head, self.n_embd);
+        backbone.n_positions = Some(self.window);
+        backbone.vocab_size = Some(self.vocab);
+        backbone.dropout = Some(0.0);
+        let data = DataSpec::Recall(RecallConfig::with_doc_tokens(4 * self.window as usize));
+        let memory = MemorySpec {
+            size: self.memory,
+            chunk: self.chunk,
+            k: self.k,
+            ..MemorySpec::default()
+        };
+        let spec = SpecBuilder::new(
+            method,
+            backbone,
+            data,
+            RawTrain::new(1, self.batch as usize, self.window as usize),
+        )
+        .device(DeviceSpec::of(device))
+        .memory(memory)
+        .sidenet(|s| {
+            s.layers = Some(self.sidenet_layers);
+            s.dropout = 0.0;
+        })
+        // The same bank for both memory methods.
+        .memtrm(|m| m.chunk = self.chunk)
+        .build(&format!("<bench shape {}>", self.name))?;
         Ok(spec)
     }
 }
@@ -197,13 +174,13 @@ pub fn bench_shape(shape: &ModelShape, device: Device, samples: usize) -> anyhow
     };
     for &method in shape.methods {
         let spec = shape.spec(method, device)?;
-        let mut learner = build::learner(&spec, device)?;
-        fill_memory(&mut learner, shape, device);
+        let mut learner = spec.build_model(device)?;
+        fill_memory(learner.as_mut(), shape, device);
         let batch = random_batch(shape, device);
         let describe = format!("{} ({})", shape.name, shape.describe());
         let positions = (shape.batch * shape.window) as f64;
         let flops = forward_flops_per_token(&spec.flop_shape(shape.window as usize)) * positions;
-        let (timing, clock) = time_eval_forward(&mut learner, &batch, device, samples);
+        let (timing, clock) = time_eval_forward(learner.as_mut(), &batch, device, samples);
         let stages: Vec<String> = Stage::ALL
             .iter()
             .filter(|&&s| clock.spent(s).as_nanos() > 0)
@@ -220,7 +197,7 @@ pub fn bench_shape(shape: &ModelShape, device: Device, samples: usize) -> anyhow
         }
         result.rows.push(row);
         if shape.train {
-            let timing = time_train_step(&mut learner, &batch, device, samples);
+            let timing = time_train_step(learner.as_mut(), &batch, device, samples);
             result.rows.push(
                 BenchRow::timed("model", &format!("{method} train step"), describe, &timing)
                     .with_tokens(positions)
@@ -234,7 +211,7 @@ pub fn bench_shape(shape: &ModelShape, device: Device, samples: usize) -> anyhow
 /// Times evaluation forwards (one warm-up, then `samples`), each with its own stage clock;
 /// returns the timing and the stage clock of the median sample.
 fn time_eval_forward(
-    learner: &mut Learner,
+    learner: &mut dyn MethodModel,
     batch: &Batch,
     device: Device,
     samples: usize,
@@ -250,7 +227,7 @@ fn time_eval_forward(
     (timing, clock)
 }
 
-fn time_train_step(learner: &mut Learner, batch: &Batch, device: Device, samples: usize) -> super::Timing {
+fn time_train_step(learner: &mut dyn MethodModel, batch: &Batch, device: Device, samples: usize) -> super::Timing {
     learner.freeze_the_rest();
     let mut optimizer = AdamW::new(learner.trainable(), AdamWConfig::default());
     measure(device, 1, samples, || {
@@ -264,7 +241,7 @@ fn time_train_step(learner: &mut Learner, batch: &Batch, device: Device, samples
 }
 
 /// Fills a memory method's bank with random keys and values, so retrieval searches all M.
-fn fill_memory(learner: &mut Learner, shape: &ModelShape, device: Device) {
+fn fill_memory(learner: &mut dyn MethodModel, shape: &ModelShape, device: Device) {
     if let Some(bank) = learner.bank_mut() {
         let head_dim = shape.n_embd / shape.n_head;
         let keys = Tensor::randn(

@@ -4,7 +4,6 @@ use super::faiss::{Faiss, FaissRun};
 use super::models::{bench_shape, ModelShape};
 use super::retrieval::{bank_bytes, retrieval_rows, write_rows, Problem, RetrievalShape};
 use super::{BenchRow, Scale, Timing};
-use crate::cli::BenchArgs;
 use crate::device::{device_name, measure_matmul_peak, Versions};
 use crate::fsutil::write_atomic;
 use crate::harness::runner::{git_commit, now};
@@ -31,7 +30,25 @@ struct Goals {
     bank_ratio: Vec<(&'static str, f64)>,
 }
 
-pub fn run(args: &BenchArgs) -> anyhow::Result<()> {
+/// What `longmem bench` measures and where it writes.
+#[derive(Debug, Clone)]
+pub struct BenchOptions {
+    /// Output directory for BENCH.md and bench.csv.
+    pub out: std::path::PathBuf,
+    pub device: crate::device::DeviceSpec,
+    /// Timed samples per benchmark (after one warm-up).
+    pub samples: usize,
+    /// Tiny shapes instead of the paper's.
+    pub quick: bool,
+    pub no_faiss: bool,
+    /// Only these groups (empty: all).
+    pub only: Vec<super::Group>,
+    /// The Python that runs baselines/faiss_flat.py.
+    pub python: String,
+}
+
+/// Runs the benchmarks `args` select and writes BENCH.md and bench.csv.
+pub fn run(args: &BenchOptions) -> anyhow::Result<()> {
     let device = args.device.resolve()?;
     let scale = if args.quick { Scale::Quick } else { Scale::Paper };
     let samples = args.samples.max(1);

@@ -6,17 +6,19 @@
 //! (`icl.json`).
 
 use crate::cli::EvalArgs;
+use crate::config::IclSpec;
+use crate::config::{self, Split};
+use crate::config::{DataSpec, Spec};
 use crate::data::SegmentStream;
 use crate::device::measure_matmul_peak;
-use crate::eval::cost::{forward_flops_per_token, CostReport};
-use crate::eval::icl::{self, IclRow, IclSpec, IclSummary, IclTask};
+use crate::eval::cost::CostReport;
+use crate::eval::icl::{self, IclRow, IclSummary, IclTask};
 use crate::eval::{segments_to_cover, stream_nll_bucketed, NllTotals, PAPER_LENGTH_EDGES};
 use crate::fsutil::write_json_atomic;
-use crate::harness::build::{self, Split};
-use crate::harness::spec::{DataSpec, Spec};
+use crate::methods::forward_flops_per_token;
+use crate::methods::MethodModel;
 use crate::models::{weights, BlockStyle};
 use crate::profile::StageClock;
-use crate::train::{Learner, Method};
 use anyhow::{bail, Context};
 use serde::Serialize;
 
@@ -50,7 +52,7 @@ struct MemorySettings {
 }
 
 impl MemorySettings {
-    fn of(spec: &Spec, learner: &Learner) -> Option<Self> {
+    fn of(spec: &Spec, learner: &dyn MethodModel) -> Option<Self> {
         learner.bank().map(|_| Self {
             size: spec.memory.size,
             chunk: spec.memory.chunk,
@@ -60,21 +62,25 @@ impl MemorySettings {
 }
 
 pub fn run(args: &EvalArgs) -> anyhow::Result<()> {
-    let spec = Spec::load(&args.spec)?;
-    let out = spec.out_dir.clone();
-    evaluate_spec(spec, args, &out)
+    let file = Spec::load(&args.spec)?;
+    evaluate_spec(file.spec, &file.out_dir, args, &file.out_dir)
 }
 
-/// Evaluates the run trained by `spec` (weights in `spec.out_dir`) as `args` say, writing
+/// Evaluates the run trained by `spec` (weights in `weights_dir`) as `args` say, writing
 /// the reports into `out`. `args.spec` only names the spec in messages.
-pub fn evaluate_spec(spec: Spec, args: &EvalArgs, out: &std::path::Path) -> anyhow::Result<()> {
+pub fn evaluate_spec(
+    spec: Spec,
+    weights_dir: &std::path::Path,
+    args: &EvalArgs,
+    out: &std::path::Path,
+) -> anyhow::Result<()> {
     if let Some(edges) = &args.length_buckets {
         if edges.is_empty() || edges.windows(2).any(|w| w[0] >= w[1]) {
             bail!("--length-buckets {edges:?}: give increasing token counts, e.g. 5000,10000,100000");
         }
     }
     let overrides = args.memory_size.is_some() || args.chunk.is_some() || args.top_k.is_some();
-    if overrides && !matches!(spec.method, Method::Longmem | Method::Memtrm) {
+    if overrides && !spec.method.has_memory() {
         bail!(
             "--memory-size, --chunk and --top-k set a memory model's memory; {} has none",
             spec.method
@@ -84,7 +90,7 @@ pub fn evaluate_spec(spec: Spec, args: &EvalArgs, out: &std::path::Path) -> anyh
         .with_memory(args.memory_size, args.chunk, args.top_k)
         .map_err(|e| anyhow::anyhow!("{e} (from --memory-size/--chunk/--top-k)"))?;
     let device = spec.device.resolve()?;
-    if args.window.is_some() && !matches!(spec.method, Method::Plain | Method::Pretrain) {
+    if args.window.is_some() && spec.method.has_memory() {
         bail!(
             "--window evaluates a plain backbone with a longer local window; {} uses memory instead",
             spec.method
@@ -94,8 +100,8 @@ pub fn evaluate_spec(spec: Spec, args: &EvalArgs, out: &std::path::Path) -> anyh
         None => spec.segment_len,
         Some(w) => long_window(&spec, w)?,
     };
-    let mut learner = build::learner(&spec, device)?;
-    let file = spec.out_dir.join(learner.weights_file());
+    let mut learner = spec.build_model(device)?;
+    let file = weights_dir.join(learner.weights_file());
     if !file.is_file() {
         bail!(
             "{} does not exist: train the run first (`longmem train {}`)",
@@ -104,15 +110,17 @@ pub fn evaluate_spec(spec: Spec, args: &EvalArgs, out: &std::path::Path) -> anyh
         );
     }
     weights::load_safetensors(learner.trained_vs(), &file, spec.backbone.style)
-        .with_context(|| format!("loading the trained weights of {}", spec.out_dir.display()))?;
+        .with_context(|| format!("loading the trained weights of {}", weights_dir.display()))?;
     if args.no_memory {
-        close_memory_gates(&learner, &spec)?;
+        close_memory_gates(learner.as_ref(), &spec)?;
     }
     if !args.icl_only {
-        perplexity(args, &spec, &mut learner, window, device, out)?;
+        perplexity(args, &spec, learner.as_mut(), window, device, out)?;
     }
     match &spec.icl {
-        Some(icl) if args.window.is_none() && !args.no_icl => in_context(args, &spec, icl, &mut learner, device, out),
+        Some(icl) if args.window.is_none() && !args.no_icl => {
+            in_context(args, &spec, icl, learner.as_mut(), device, out)
+        }
         Some(_) => Ok(()),
         None if args.icl_only => bail!(
             "{} has no [icl] section to evaluate; add one (see experiments/icl/)",
@@ -138,7 +146,7 @@ fn in_context(
     args: &EvalArgs,
     spec: &Spec,
     icl: &IclSpec,
-    learner: &mut Learner,
+    learner: &mut dyn MethodModel,
     device: tch::Device,
     out: &std::path::Path,
 ) -> anyhow::Result<()> {
@@ -157,7 +165,7 @@ fn in_context(
     for s in &summary {
         println!(
             "{} ({}) ICL {}: {} local + {} in memory: paper {:.3} ± {:.3}  acc {:.3} ± {:.3}  acc_norm {:.3} ± {:.3}  ({} seeds)",
-            spec.out_dir.display(),
+            out.display(),
             spec.method,
             s.task,
             s.local_shots,
@@ -189,13 +197,13 @@ fn in_context(
 fn perplexity(
     args: &EvalArgs,
     spec: &Spec,
-    learner: &mut Learner,
+    learner: &mut dyn MethodModel,
     window: usize,
     device: tch::Device,
     out: &std::path::Path,
 ) -> anyhow::Result<()> {
     let spec = spec.clone();
-    let source = build::source(
+    let source = config::source(
         &spec,
         Split::HeldOut {
             seed_offset: args.seed_offset,
@@ -265,7 +273,7 @@ fn perplexity(
     });
     println!(
         "{} ({}, window {window}): perplexity {:.3}  NLL all {:.4}  near {}  far {}  far hit rate {hit}  ({:.0} far tokens) -> {}",
-        spec.out_dir.display(),
+        out.display(),
         spec.method,
         totals.perplexity(),
         totals.mean(),
@@ -340,7 +348,7 @@ fn long_window(spec: &Spec, window: usize) -> anyhow::Result<usize> {
 }
 
 /// Sets every memory gate logit to −∞: σ = 0, so the joint attention is exactly local.
-fn close_memory_gates(learner: &Learner, spec: &Spec) -> anyhow::Result<()> {
+fn close_memory_gates(learner: &dyn MethodModel, spec: &Spec) -> anyhow::Result<()> {
     let Some(gate) = learner.memory_gate() else {
         bail!("--no-memory ablates a memory model; {} has no memory", spec.method)
     };
@@ -349,7 +357,7 @@ fn close_memory_gates(learner: &Learner, spec: &Spec) -> anyhow::Result<()> {
 }
 
 /// σ(g_h) of each head's memory gate.
-fn memory_gates(learner: &Learner) -> Option<Vec<f64>> {
+fn memory_gates(learner: &dyn MethodModel) -> Option<Vec<f64>> {
     let gate = learner.memory_gate()?;
     Vec::<f64>::try_from(gate.sigmoid().to_kind(tch::Kind::Double)).ok()
 }

@@ -1,5 +1,6 @@
 //! The bodies of the CLI's subcommands.
 
+pub mod bench;
 pub mod doctor;
 pub mod eval;
 pub mod lm;

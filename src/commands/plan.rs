@@ -1,9 +1,9 @@
 //! `longmem plan <experiment>`: the expanded runs, their state, and the work they take.
 
 use crate::cli::PlanArgs;
-use crate::eval::cost::forward_flops_per_token;
 use crate::harness::experiment::{Experiment, PlannedRun, Stage};
 use crate::harness::runner::{status, Status};
+use crate::methods::forward_flops_per_token;
 
 pub fn run(args: &PlanArgs) -> anyhow::Result<()> {
     let experiment = Experiment::load(&args.experiment)?;

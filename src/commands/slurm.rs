@@ -2,8 +2,8 @@
 //! experiment's sweep.
 
 use crate::cli::SlurmArgs;
+use crate::cluster::slurm::{script, task_count, write_script};
 use crate::harness::experiment::Experiment;
-use crate::harness::slurm::{script, task_count, write_script};
 use anyhow::{bail, Context};
 
 pub fn run(args: &SlurmArgs) -> anyhow::Result<()> {

@@ -71,6 +71,14 @@ impl std::fmt::Display for DeviceSpec {
 }
 
 impl DeviceSpec {
+    /// The spec that names `device` (the CPU for devices specs cannot name).
+    pub fn of(device: Device) -> Self {
+        match device {
+            Device::Cuda(n) => DeviceSpec::Cuda(n),
+            _ => DeviceSpec::Cpu,
+        }
+    }
+
     /// The concrete device. Asking for a GPU that is not there is an error, never a silent
     /// fall-back to the CPU.
     pub fn resolve(self) -> Result<Device, DeviceError> {

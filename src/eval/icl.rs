@@ -11,14 +11,14 @@
 //! then write, as in streaming), and each test query is scored after n local demonstrations
 //! with memory read but never written, so every query sees the same memory.
 
+use crate::config::{DataSpec, IclSpec};
 use crate::data::classify::ClassifyTask;
 pub use crate::data::classify::Template;
 use crate::data::loaders::{task_examples, Delimiter, Example, TaskFormat};
 use crate::data::recall::mix;
 use crate::data::Batch;
-use crate::harness::spec::DataSpec;
+use crate::methods::MethodModel;
 use crate::tokenizer::Tokenizer;
-use crate::train::Learner;
 use anyhow::{bail, Context};
 use rand::seq::SliceRandom;
 use rand::SeedableRng;
@@ -109,59 +109,6 @@ pub fn mean_std(values: &[f64]) -> (f64, f64) {
     let mean = values.iter().sum::<f64>() / n;
     let var = values.iter().map(|v| (v - mean).powi(2)).sum::<f64>() / n;
     (mean, var.sqrt())
-}
-
-/// The `[icl]` section of a spec.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct IclSpec {
-    /// `builtin` (the built-in task of a `demos` corpus, in its vocabulary) or one of the
-    /// paper's tasks read from files: `sst2`, `mr`, `subj`, `sst5`, `mpqa`.
-    #[serde(default = "icl_defaults::task")]
-    pub task: String,
-    /// Demonstrations are sampled from this file (file tasks only).
-    pub train_file: Option<PathBuf>,
-    /// Test queries come from this file (file tasks only).
-    pub test_file: Option<PathBuf>,
-    /// Columns of the CSV/TSV files of mr, subj and mpqa (tab-separated when the file ends in
-    /// `.tsv`).
-    #[serde(default = "icl_defaults::text_column")]
-    pub text_column: String,
-    #[serde(default = "icl_defaults::label_column")]
-    pub label_column: String,
-    /// Demonstrations in the prompt (paper: 4 and 20).
-    #[serde(default = "icl_defaults::local_shots")]
-    pub local_shots: Vec<usize>,
-    /// Demonstrations written to memory first (paper: 2000); 0 = memory left empty.
-    #[serde(default = "icl_defaults::memory_shots")]
-    pub memory_shots: Vec<usize>,
-    /// Seeds, each with its own demonstrations (and, built in, its own task) (paper: 6).
-    #[serde(default = "icl_defaults::seeds")]
-    pub seeds: u64,
-    /// Test queries per seed: built in, this many fresh ones (default 200); from a file, the
-    /// first this many (default: all).
-    pub test_examples: Option<usize>,
-}
-
-mod icl_defaults {
-    pub fn task() -> String {
-        "builtin".into()
-    }
-    pub fn text_column() -> String {
-        "text".into()
-    }
-    pub fn label_column() -> String {
-        "label".into()
-    }
-    pub fn local_shots() -> Vec<usize> {
-        vec![4, 20]
-    }
-    pub fn memory_shots() -> Vec<usize> {
-        vec![2000]
-    }
-    pub fn seeds() -> u64 {
-        6
-    }
 }
 
 /// Built-in tasks draw this many test queries unless told otherwise.
@@ -333,7 +280,7 @@ pub struct IclSummary {
 /// Evaluates `task` on `learner` (whose memory, if any, is reset per seed and setting).
 /// `window` bounds a prompt plus its label; a batch has the bank's `rows`.
 pub fn evaluate(
-    learner: &mut Learner,
+    learner: &mut dyn MethodModel,
     tokenizer: &dyn Tokenizer,
     task: &IclTask,
     icl: &IclSpec,
@@ -408,7 +355,7 @@ pub fn evaluate(
 /// Resets the memory and writes `demos` to it in windows, the same text in every row.
 /// Returns the tokens written and the tokens memory can retrieve afterwards.
 fn fill_memory(
-    learner: &mut Learner,
+    learner: &mut dyn MethodModel,
     tokenizer: &dyn Tokenizer,
     task: &IclTask,
     demos: &[Example],
@@ -449,7 +396,7 @@ pub struct QueryScore {
 /// fit in `window`.
 #[allow(clippy::too_many_arguments)]
 pub fn score_queries(
-    learner: &Learner,
+    learner: &dyn MethodModel,
     tokenizer: &dyn Tokenizer,
     task: &IclTask,
     local: &[Example],

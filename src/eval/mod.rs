@@ -4,7 +4,7 @@ pub mod cost;
 pub mod icl;
 pub mod perplexity;
 
-use crate::harness::spec::MemorySpec;
+use crate::memory::MemorySpec;
 
 /// The file an evaluation writes: `<stem>.json`, then what it changed: `-window<N>` (a longer
 /// local window), `-nomemory` (gates closed), `-M<size>-c<chunk>-k<K>` (another memory than

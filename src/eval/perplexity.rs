@@ -5,8 +5,8 @@
 //! paper's 5K-10K, 10K-100K, 100K-500K, 500K-1M, >1M tokens, plus <5K).
 
 use crate::data::{DocumentSource, SegmentStream};
+use crate::methods::MethodModel;
 use crate::profile::StageClock;
-use crate::train::Learner;
 use serde::{Deserialize, Serialize};
 use tch::{Kind, Tensor};
 
@@ -113,7 +113,7 @@ pub fn bucket_of(len: usize, edges: &[usize]) -> usize {
 /// Runs `batches` segments of `stream` through `learner` in evaluation mode, starting from
 /// an empty memory, and sums the NLLs (length buckets: the paper's).
 pub fn stream_nll<S: DocumentSource>(
-    learner: &mut Learner,
+    learner: &mut dyn MethodModel,
     stream: &mut SegmentStream<S>,
     batches: usize,
 ) -> NllTotals {
@@ -123,7 +123,7 @@ pub fn stream_nll<S: DocumentSource>(
 /// [`stream_nll`] with explicit length-bucket edges (increasing, in tokens), charging each
 /// stage of the forward passes to `clock`.
 pub fn stream_nll_bucketed<S: DocumentSource>(
-    learner: &mut Learner,
+    learner: &mut dyn MethodModel,
     stream: &mut SegmentStream<S>,
     batches: usize,
     edges: &[usize],

@@ -12,9 +12,9 @@
 //! Runs live in `<runs_dir>/<stage>/<method>-<hash>/`; identical configs share a directory,
 //! also across experiments, so shared stages are reused.
 
-use super::spec::{FileChecks, Spec, SpecError};
+use crate::config::{FileChecks, Spec, SpecError};
 use crate::fsutil::resolve_path;
-use crate::train::Method;
+use crate::methods::Method;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -85,11 +85,13 @@ pub struct PlannedRun {
     /// `<method>-<12 hex digits of the config hash>`.
     pub id: String,
     pub stage: Stage,
-    /// The resolved spec. Its `out_dir` is where the trained weights are: the run's own
-    /// directory for pretrain and train runs, the train run's for eval and icl runs.
+    /// The resolved spec.
     pub spec: Spec,
     /// The run's directory.
     pub dir: PathBuf,
+    /// Where the trained weights are: the run's own directory for pretrain and train runs,
+    /// the train run's for eval and icl runs.
+    pub weights_dir: PathBuf,
     /// The run this one needs first.
     pub depends_on: Option<String>,
     /// Evaluation point (eval runs).
@@ -106,7 +108,7 @@ pub struct Experiment {
     pub runs_dir: PathBuf,
     pub eval: EvalSettings,
     /// The `[slurm]` block: resources for `longmem slurm`.
-    pub slurm: super::slurm::SlurmSettings,
+    pub slurm: crate::config::SlurmSettings,
     base: Table,
     pretrain: Vec<(String, Value)>,
     sweep: Vec<(String, Vec<Value>)>,
@@ -248,7 +250,7 @@ impl Experiment {
             .is_some_and(|b| b.contains_key("weights"));
         for point in grid(&self.sweep) {
             let describe = || describe_point(&point);
-            let mut table = self.placeholder_base();
+            let mut table = self.base.clone();
             let preset = point
                 .iter()
                 .find(|(k, _)| k == "preset")
@@ -285,22 +287,22 @@ impl Experiment {
             }
             let run_dir_for = |stage: Stage, id: &str| self.runs_dir.join(stage.to_string()).join(id);
             let checks = if explicit_weights { checks } else { upstream_checks };
-            let mut spec = Spec::from_table(table, &self.file, checks).map_err(|e| at_point(e, &describe()))?;
+            let spec = Spec::from_table(table, &self.file, checks).map_err(|e| at_point(e, &describe()))?;
             let id = run_id(&spec, upstream.as_deref(), "");
             let dir = run_dir_for(Stage::Train, &id);
-            spec.out_dir = dir.clone();
             let params = relevant_params(&point, spec.method);
             let trained = PlannedRun {
                 id: id.clone(),
                 stage: Stage::Train,
                 spec: spec.clone(),
-                dir,
+                dir: dir.clone(),
+                weights_dir: dir.clone(),
                 depends_on: upstream.clone(),
                 eval: None,
                 params: params.clone(),
             };
             push(trained, &mut runs);
-            let has_memory = matches!(spec.method, Method::Longmem | Method::Memtrm);
+            let has_memory = spec.method.has_memory();
             let eval_grid = if has_memory {
                 grid(&self.eval_sweep)
             } else {
@@ -325,6 +327,7 @@ impl Experiment {
                         stage: Stage::Eval,
                         spec: spec.clone(),
                         dir: run_dir_for(Stage::Eval, &eval_id),
+                        weights_dir: dir.clone(),
                         depends_on: Some(id.clone()),
                         eval: Some(point),
                         params: eval_params,
@@ -341,6 +344,7 @@ impl Experiment {
                         stage: Stage::Icl,
                         spec: spec.clone(),
                         dir: run_dir_for(Stage::Icl, &icl_id),
+                        weights_dir: dir.clone(),
                         depends_on: Some(id.clone()),
                         eval: None,
                         params,
@@ -357,7 +361,7 @@ impl Experiment {
     /// settings, then `[pretrain]`'s, as method `pretrain`. Other swept settings (seed,
     /// method, training and data settings) are the method stage's.
     fn pretrain_run(&self, point: &[(String, Value)], checks: FileChecks) -> Result<PlannedRun, SpecError> {
-        let mut table = self.placeholder_base();
+        let mut table = self.base.clone();
         table.remove("preset");
         for (key, value) in point.iter().filter(|(k, _)| k.starts_with("backbone.")) {
             set_path(&mut table, key, value.clone());
@@ -367,27 +371,19 @@ impl Experiment {
             set_path(&mut table, key, value.clone());
         }
         set_path(&mut table, "method", Value::String("pretrain".into()));
-        let mut spec = Spec::from_table(table, &self.file, checks)?;
+        let spec = Spec::from_table(table, &self.file, checks)?;
         let id = run_id(&spec, None, "");
         let dir = self.runs_dir.join(Stage::Pretrain.to_string()).join(&id);
-        spec.out_dir = dir.clone();
         Ok(PlannedRun {
             id,
             stage: Stage::Pretrain,
             spec,
+            weights_dir: dir.clone(),
             dir,
             depends_on: None,
             eval: None,
             params: BTreeMap::new(),
         })
-    }
-
-    /// The base spec with an `out_dir` to satisfy the spec's form; each run replaces it
-    /// with its own directory.
-    fn placeholder_base(&self) -> Table {
-        let mut table = self.base.clone();
-        table.insert("out_dir".into(), Value::String(self.runs_dir.display().to_string()));
-        table
     }
 }
 
@@ -516,19 +512,18 @@ fn set_path(table: &mut Table, key: &str, value: Value) {
     here.insert(last.to_string(), value);
 }
 
-/// The swept parameters that matter for `method`: SideNet settings only for LongMem,
-/// MemTRM's only for MemTRM, memory settings for neither plain nor pretrain. The method and
+/// The swept parameters that matter for `method`: of the method-specific sections
+/// ([`METHOD_SECTIONS`]) only those the method reads ([`Method::sections`]). The method and
 /// the seed have columns of their own.
 fn relevant_params(point: &[(String, Value)], method: Method) -> BTreeMap<String, String> {
+    let ignored = ignored_sections(method);
     point
         .iter()
         .filter(|(k, _)| k != "method" && k != "seed")
-        .filter(|(k, _)| match method {
-            Method::Longmem => !k.starts_with("memtrm."),
-            Method::Memtrm => !k.starts_with("sidenet."),
-            Method::Plain | Method::Pretrain => {
-                !(k.starts_with("sidenet.") || k.starts_with("memtrm.") || k.starts_with("memory."))
-            }
+        .filter(|(k, _)| {
+            !ignored
+                .iter()
+                .any(|s| k.strip_prefix(s).is_some_and(|rest| rest.starts_with('.')))
         })
         .map(|(k, v)| {
             let text = match v {
@@ -540,24 +535,30 @@ fn relevant_params(point: &[(String, Value)], method: Method) -> BTreeMap<String
         .collect()
 }
 
+/// The spec sections that only some methods read; each method's run id and table columns
+/// keep those it reads ([`Method::sections`]).
+const METHOD_SECTIONS: [&str; 3] = ["memory", "sidenet", "memtrm"];
+
+/// The method-specific sections `method` does not read.
+fn ignored_sections(method: Method) -> Vec<&'static str> {
+    METHOD_SECTIONS
+        .into_iter()
+        .filter(|s| !method.sections().contains(s))
+        .collect()
+}
+
 /// `<method>-<hash>`: a BLAKE3 hash of the resolved config with what does not change the
 /// run left out (its directory, evaluation settings, the sections its method ignores) and
 /// the upstream run's id in place of the backbone weights' path, plus `salt`.
 pub fn run_id(spec: &Spec, upstream: Option<&str>, salt: &str) -> String {
     let mut value = serde_json::to_value(spec).expect("specs serialise");
     let map = value.as_object_mut().expect("a spec is a JSON object");
-    map.remove("out_dir");
     map.remove("icl");
     if let Some(up) = upstream {
         map.insert("backbone_weights".into(), serde_json::Value::String(up.into()));
     }
-    let ignored: &[&str] = match spec.method {
-        Method::Pretrain | Method::Plain => &["memory", "sidenet", "memtrm"],
-        Method::Longmem => &["memtrm"],
-        Method::Memtrm => &["sidenet"],
-    };
-    for key in ignored {
-        map.remove(*key);
+    for key in ignored_sections(spec.method) {
+        map.remove(key);
     }
     let text = serde_json::to_string(&value).expect("serialisable") + salt;
     let hash = blake3::hash(text.as_bytes()).to_hex();

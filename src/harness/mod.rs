@@ -1,9 +1,7 @@
-//! The harness: specs (TOML → validated config), turning a spec into a run, experiments
-//! (sweeps) and running them.
+//! The harness: experiments (a base spec and a sweep grid expanded into runs with ids), the
+//! runner that executes them (status, locks, dependencies, resume), and the stages a run goes
+//! through (training, evaluation) as library functions.
 
-pub mod build;
-pub mod data_spec;
 pub mod experiment;
 pub mod runner;
-pub mod slurm;
-pub mod spec;
+pub mod stage;

@@ -4,11 +4,11 @@
 //! restarts from its last checkpoint), failures recorded with their reason.
 
 use super::experiment::{Experiment, PlannedRun, Stage};
+use super::stage::{train_run, TrainRequest, TrainResult};
 use crate::cli::EvalArgs;
-use crate::commands::{eval::evaluate_spec, train::train_spec};
+use crate::commands::eval::evaluate_spec;
 use crate::device::Versions;
 use crate::fsutil::write_json_atomic;
-use crate::train::Outcome;
 use anyhow::{bail, Context};
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, HashMap};
@@ -236,10 +236,17 @@ fn ensure(experiment: &Experiment, run: &PlannedRun, by_id: &HashMap<&str, &Plan
 
 fn execute_stage(experiment: &Experiment, run: &PlannedRun) -> anyhow::Result<()> {
     match run.stage {
-        Stage::Pretrain | Stage::Train => match train_spec(&run.spec, None)? {
-            Outcome::Finished(_) => Ok(()),
-            Outcome::Stopped { step } => Err(RunInterrupted(step).into()),
-        },
+        Stage::Pretrain | Stage::Train => {
+            let request = TrainRequest {
+                spec: &run.spec,
+                dir: &run.dir,
+                stop_after: None,
+            };
+            match train_run(&request)? {
+                TrainResult::AlreadyTrained(_) | TrainResult::Trained { .. } => Ok(()),
+                TrainResult::Stopped { step } => Err(RunInterrupted(step).into()),
+            }
+        }
         Stage::Eval | Stage::Icl => {
             let point = run.eval.clone().unwrap_or_default();
             let args = EvalArgs {
@@ -255,7 +262,7 @@ fn execute_stage(experiment: &Experiment, run: &PlannedRun) -> anyhow::Result<()
                 no_icl: run.stage == Stage::Eval,
                 seed_offset: experiment.eval.seed_offset,
             };
-            evaluate_spec(run.spec.clone(), &args, &run.dir)
+            evaluate_spec(run.spec.clone(), &run.weights_dir, &args, &run.dir)
         }
     }
 }

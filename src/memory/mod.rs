@@ -1,6 +1,8 @@
-//! The cache memory bank (DESIGN.md §2.2): it stores keys and values and answers top-k
+//! The cache memory bank (the LongMem paper, §3.2): it stores keys and values and answers top-k
 //! queries. It knows no model.
 
 mod bank;
+mod spec;
 
 pub use bank::{BankConfig, BankError, BankSharing, Eviction, MemoryBank, Retrieved};
+pub use spec::{MemorySpec, StorageDtype};

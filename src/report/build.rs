@@ -6,7 +6,6 @@ use super::markdown::{cell, published_section, setup_section, table};
 use super::tables::SummaryRow;
 use super::{label, Collected};
 use crate::harness::experiment::Stage;
-use crate::train::Method;
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Write;
 use std::path::Path;
@@ -100,7 +99,7 @@ pub fn report(c: &Collected, summary: &[SummaryRow], out: &Path) -> anyhow::Resu
             .plan()
             .map(|runs| {
                 runs.iter()
-                    .filter(|r| r.stage == Stage::Train && matches!(r.spec.method, Method::Longmem | Method::Memtrm))
+                    .filter(|r| r.stage == Stage::Train && r.spec.method.has_memory())
                     .map(|r| {
                         let reference = Reference {
                             memory_size: r.spec.memory.size.to_string(),

@@ -6,7 +6,7 @@
 //! previous checkpoint intact.
 
 use super::precision::LossScaler;
-use super::trainer::{LogRow, StalenessRow};
+use super::records::{LogRow, StalenessRow};
 use crate::data::StreamState;
 use crate::fsutil::{write_atomic, write_json_atomic};
 use crate::models::weights::{self, WeightsError};

@@ -1,13 +1,13 @@
-//! Training (DESIGN.md §2.2 "Training"): one loop for backbone pretraining, LongMem SideNet
+//! Training: one loop for backbone pretraining, LongMem SideNet
 //! adaptation, MemTRM training and plain continual training.
 
 pub mod checkpoint;
-pub mod learner;
 pub mod optim;
 pub mod precision;
+pub mod records;
 pub mod trainer;
 
-pub use learner::{masked_nll, Learner, Method, StepOutput};
-pub use optim::{AdamW, AdamWConfig};
-pub use precision::{LossScaler, Precision};
-pub use trainer::{train, LogRow, Outcome, TrainConfig, TrainError, TrainSummary};
+pub use optim::AdamW;
+pub use precision::LossScaler;
+pub use records::{LogRow, StalenessRow};
+pub use trainer::{train, Outcome, TrainError, TrainSummary};

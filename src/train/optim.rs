@@ -2,27 +2,8 @@
 //! wd 0.01), over an explicit list of parameters, with a state that checkpoints save and
 //! restore exactly (libtorch's own optimisers expose no state to tch).
 
-use serde::{Deserialize, Serialize};
+use crate::config::AdamWConfig;
 use tch::{Kind, Tensor};
-
-#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
-pub struct AdamWConfig {
-    pub beta1: f64,
-    pub beta2: f64,
-    pub eps: f64,
-    pub weight_decay: f64,
-}
-
-impl Default for AdamWConfig {
-    fn default() -> Self {
-        Self {
-            beta1: 0.9,
-            beta2: 0.98,
-            eps: 1e-6,
-            weight_decay: 0.01,
-        }
-    }
-}
 
 pub struct AdamW {
     config: AdamWConfig,

@@ -4,16 +4,9 @@
 //! after a run of good steps). tch's autocast is CUDA-only, so f16 on a CPU device is an
 //! error, never a silent f32 run.
 
+use crate::config::Precision;
 use serde::{Deserialize, Serialize};
 use tch::{Kind, Tensor};
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Precision {
-    F32,
-    /// f16 autocast (CUDA only) with dynamic loss scaling.
-    F16,
-}
 
 /// Dynamic loss scale; its state is saved in checkpoints so resume stays exact.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]

@@ -7,56 +7,19 @@
 //! uninterrupted one would (on CPU).
 
 use super::checkpoint::{self, Checkpoint, CheckpointError, CheckpointState};
-use super::learner::{masked_nll, Learner};
-use super::optim::{learning_rate, AdamW, AdamWConfig};
-use super::precision::{self, LossScaler, Precision};
+use super::optim::{learning_rate, AdamW};
+use super::precision::{self, LossScaler};
+use super::records::{log_csv, staleness_csv, LogRow, LossWindow, RecentWrites, StalenessRow};
+use crate::config::{Precision, TrainConfig};
 use crate::data::recall::mix;
 use crate::data::{DocumentSource, SegmentStream};
 use crate::device::synchronize;
 use crate::fsutil::{write_atomic, write_json_atomic};
+use crate::methods::{masked_nll, MethodModel};
 use crate::models::weights::{self, WeightsError};
 use serde::{Deserialize, Serialize};
 use std::path::Path;
 use std::time::Instant;
-
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct TrainConfig {
-    pub steps: u64,
-    /// Peak learning rate.
-    pub lr: f64,
-    pub warmup: u64,
-    pub adamw: AdamWConfig,
-    /// Global gradient-norm clip; `None` for none.
-    pub grad_clip: Option<f64>,
-    pub log_every: u64,
-    /// Steps between checkpoints (0: only at the end).
-    pub checkpoint_every: u64,
-    pub seed: u64,
-    /// f32, or f16 autocast with loss scaling (CUDA only).
-    pub precision: Precision,
-    /// Steps between staleness measurements (0: none); memory methods only.
-    pub staleness_every: u64,
-    /// How many recent segments' written keys the staleness measurement compares.
-    pub staleness_window: usize,
-}
-
-/// Memory staleness (DESIGN.md §3): the mean cosine distance between the keys a step wrote
-/// and the keys the weights at `step` produce for the same tokens, `age` steps later.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct StalenessRow {
-    pub step: u64,
-    pub age: u64,
-    pub cosine_distance: f64,
-}
-
-/// One line of the loss log: the mean over the steps since the previous line.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct LogRow {
-    pub step: u64,
-    pub loss: f64,
-    pub lr: f64,
-    pub grad_norm: f64,
-}
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct TrainSummary {
@@ -94,9 +57,6 @@ pub enum TrainError {
     PrecisionNeedsCuda { device: String },
 }
 
-/// Trains `learner` on `stream` into `out_dir`, resuming from `out_dir/checkpoints` when a
-/// checkpoint is there. `stop_after` ends the run early (after a checkpoint) at that step,
-/// as an interruption would.
 /// Set (by a signal handler) to make every training loop checkpoint at its next step and
 /// return [`Outcome::Stopped`]: preemption and time limits lose at most one step.
 pub static INTERRUPT: std::sync::LazyLock<std::sync::Arc<std::sync::atomic::AtomicBool>> =
@@ -107,8 +67,20 @@ pub fn interrupted() -> bool {
     INTERRUPT.load(std::sync::atomic::Ordering::SeqCst)
 }
 
+/// Where a run starts: step 0, or what its latest checkpoint holds.
+struct Resumed {
+    step: u64,
+    log: Vec<LogRow>,
+    scaler: LossScaler,
+    staleness: Vec<StalenessRow>,
+    from: Option<u64>,
+}
+
+/// Trains `learner` on `stream` into `out_dir`, resuming from `out_dir/checkpoints` when a
+/// checkpoint is there. `stop_after` ends the run early (after a checkpoint) at that step,
+/// as an interruption would.
 pub fn train<S: DocumentSource>(
-    learner: &mut Learner,
+    learner: &mut dyn MethodModel,
     stream: &mut SegmentStream<S>,
     config: &TrainConfig,
     out_dir: &Path,
@@ -120,99 +92,34 @@ pub fn train<S: DocumentSource>(
             device: crate::device::device_name(device),
         });
     }
-    std::fs::create_dir_all(out_dir).map_err(|source| TrainError::Io {
-        path: out_dir.display().to_string(),
-        source,
-    })?;
+    std::fs::create_dir_all(out_dir).map_err(|source| io_error(out_dir, source))?;
     learner.freeze_the_rest();
     let mut optimizer = AdamW::new(learner.trainable(), config.adamw);
     let ckpt_root = out_dir.join("checkpoints");
-    let mut start = 0;
-    let mut log = Vec::new();
-    let mut resumed_from = None;
-    let mut scaler = LossScaler::default();
-    let mut resumed_staleness = Vec::new();
-    if let Some(ckpt) = checkpoint::load_latest(&ckpt_root)? {
-        restore(learner, &mut optimizer, stream, &ckpt, &ckpt_root)?;
-        start = ckpt.state.step;
-        log = ckpt.state.log;
-        scaler = ckpt.state.scaler;
-        resumed_staleness = ckpt.state.staleness;
-        resumed_from = Some(start);
-        tracing::info!(step = start, "resumed from checkpoint");
-    }
-    let (mut window_loss, mut window_norm, mut window_steps) = (0.0, 0.0, 0u64);
+    let Resumed {
+        step: start,
+        mut log,
+        mut scaler,
+        mut staleness,
+        from: resumed_from,
+    } = resume(learner, &mut optimizer, stream, &ckpt_root)?;
+    let mut window = LossWindow::default();
     let mut tokens = 0u64;
     let clock = Instant::now();
     let bar = crate::progress::bar(config.steps, "train");
     bar.set_position(start);
-    // Recent (inputs, written keys), newest first, and the staleness measured so far. After
-    // a resume the window refills from the resumed step on.
-    let mut recent: std::collections::VecDeque<(tch::Tensor, tch::Tensor)> = Default::default();
-    let mut staleness: Vec<StalenessRow> = resumed_staleness;
+    // After a resume the staleness window refills from the resumed step on.
+    let mut recent = RecentWrites::new(config.staleness_every > 0, config.staleness_window);
     for step in start..config.steps {
-        tch::manual_seed(mix(config.seed, 0x5354_4550, step) as i64);
-        let lr = learning_rate(config.lr, step, config.warmup, config.steps);
-        let batch = stream.next_batch();
-        let out = tch::autocast(config.precision == Precision::F16, || learner.forward(&batch, true));
-        if let (true, Some(keys)) = (config.staleness_every > 0, &out.written_keys) {
-            recent.push_front((batch.inputs.shallow_clone(), keys.detach()));
-            recent.truncate(config.staleness_window.max(1));
-        }
-        let (nll, count) = masked_nll(&out.logits, &batch.targets, &batch.loss_mask);
-        let loss = nll / count.clamp_min(1.0);
-        let value = loss.double_value(&[]);
-        if !value.is_finite() {
-            return Err(TrainError::NonFinite {
-                step: step + 1,
-                loss: value,
-            });
-        }
-        optimizer.zero_grad();
-        precision::scaled(&loss, config.precision, &scaler).backward();
-        let overflow = config.precision == Precision::F16 && !scaler.unscale(optimizer.params());
-        let grad_norm = match config.grad_clip {
-            Some(max) if !overflow => optimizer.clip_grad_norm(max),
-            _ => f64::NAN,
-        };
-        if overflow {
-            tracing::debug!(
-                step = step + 1,
-                scale = scaler.scale,
-                "f16 gradient overflow: step skipped"
-            );
-        } else {
-            optimizer.step(lr);
-        }
-        tokens += count.double_value(&[]) as u64;
-        window_loss += value;
-        window_norm += grad_norm;
-        window_steps += 1;
+        let stats = optimise(learner, &mut optimizer, &mut scaler, stream, config, step, &mut recent)?;
+        tokens += stats.tokens;
+        window.add(stats.loss, stats.grad_norm);
         let done = step + 1;
         if done % config.log_every.max(1) == 0 || done == config.steps {
-            let row = LogRow {
-                step: done,
-                loss: window_loss / window_steps as f64,
-                lr,
-                grad_norm: window_norm / window_steps as f64,
-            };
-            // With a visible bar the loss goes into it; otherwise (CI, Slurm, pipes) into the log.
-            if bar.is_hidden() {
-                tracing::info!(
-                    step = done,
-                    loss = format!("{:.4}", row.loss),
-                    lr = format!("{lr:.2e}"),
-                    "train"
-                );
-            } else {
-                bar.set_message(format!("loss {:.4}", row.loss));
-                tracing::debug!(step = done, loss = row.loss, lr, "train");
-            }
-            log.push(row);
-            (window_loss, window_norm, window_steps) = (0.0, 0.0, 0);
+            log.push(window.take(done, stats.lr, &bar));
         }
         if config.staleness_every > 0 && done % config.staleness_every == 0 {
-            staleness.extend(measure_staleness(learner, &recent, done));
+            staleness.extend(recent.staleness(learner, done));
         }
         bar.inc(1);
         let stop = stop_after == Some(done) || interrupted();
@@ -235,17 +142,9 @@ pub fn train<S: DocumentSource>(
     synchronize(device);
     let wall_seconds = clock.elapsed().as_secs_f64();
     weights::save_safetensors(learner.trained_vs(), &out_dir.join(learner.weights_file()))?;
-    write_log_csv(&out_dir.join("train_log.csv"), &log)?;
+    write_atomic_io(&out_dir.join("train_log.csv"), &log_csv(&log))?;
     if config.staleness_every > 0 {
-        let mut text = String::from("step,age,cosine_distance\n");
-        for r in &staleness {
-            text.push_str(&format!("{},{},{}\n", r.step, r.age, r.cosine_distance));
-        }
-        let path = out_dir.join("staleness.csv");
-        write_atomic(&path, text.as_bytes()).map_err(|source| TrainError::Io {
-            path: path.display().to_string(),
-            source,
-        })?;
+        write_atomic_io(&out_dir.join("staleness.csv"), &staleness_csv(&staleness))?;
     }
     let summary = TrainSummary {
         steps: config.steps,
@@ -256,14 +155,111 @@ pub fn train<S: DocumentSource>(
         resumed_from,
     };
     let path = out_dir.join("train_summary.json");
-    write_json_atomic(&path, &summary).map_err(|source| TrainError::Io {
-        path: path.display().to_string(),
-        source,
-    })?;
+    write_json_atomic(&path, &summary).map_err(|source| io_error(&path, source))?;
     Ok(Outcome::Finished(summary))
 }
 
-fn save(learner: &Learner, optimizer: &AdamW, state: CheckpointState, root: &Path) -> Result<(), TrainError> {
+/// What one optimisation step reports.
+struct StepStats {
+    loss: f64,
+    grad_norm: f64,
+    lr: f64,
+    /// Target tokens the loss covered.
+    tokens: u64,
+}
+
+/// One step: the step's seed, the next batch, forward (under autocast for f16), the masked
+/// loss, backward, gradient clipping and the AdamW update (skipped on an f16 overflow).
+fn optimise<S: DocumentSource>(
+    learner: &mut dyn MethodModel,
+    optimizer: &mut AdamW,
+    scaler: &mut LossScaler,
+    stream: &mut SegmentStream<S>,
+    config: &TrainConfig,
+    step: u64,
+    recent: &mut RecentWrites,
+) -> Result<StepStats, TrainError> {
+    tch::manual_seed(mix(config.seed, 0x5354_4550, step) as i64);
+    let lr = learning_rate(config.lr, step, config.warmup, config.steps);
+    let batch = stream.next_batch();
+    let out = tch::autocast(config.precision == Precision::F16, || learner.forward(&batch, true));
+    if let Some(keys) = &out.written_keys {
+        recent.push(&batch.inputs, keys);
+    }
+    let (nll, count) = masked_nll(&out.logits, &batch.targets, &batch.loss_mask);
+    let loss = nll / count.clamp_min(1.0);
+    let value = loss.double_value(&[]);
+    if !value.is_finite() {
+        return Err(TrainError::NonFinite {
+            step: step + 1,
+            loss: value,
+        });
+    }
+    optimizer.zero_grad();
+    precision::scaled(&loss, config.precision, scaler).backward();
+    let overflow = config.precision == Precision::F16 && !scaler.unscale(optimizer.params());
+    let grad_norm = match config.grad_clip {
+        Some(max) if !overflow => optimizer.clip_grad_norm(max),
+        _ => f64::NAN,
+    };
+    if overflow {
+        tracing::debug!(
+            step = step + 1,
+            scale = scaler.scale,
+            "f16 gradient overflow: step skipped"
+        );
+    } else {
+        optimizer.step(lr);
+    }
+    Ok(StepStats {
+        loss: value,
+        grad_norm,
+        lr,
+        tokens: count.double_value(&[]) as u64,
+    })
+}
+
+/// The latest checkpoint under `root` restored into `learner`, `optimizer` and `stream`,
+/// or a fresh start.
+fn resume<S: DocumentSource>(
+    learner: &mut dyn MethodModel,
+    optimizer: &mut AdamW,
+    stream: &mut SegmentStream<S>,
+    root: &Path,
+) -> Result<Resumed, TrainError> {
+    let Some(ckpt) = checkpoint::load_latest(root)? else {
+        return Ok(Resumed {
+            step: 0,
+            log: Vec::new(),
+            scaler: LossScaler::default(),
+            staleness: Vec::new(),
+            from: None,
+        });
+    };
+    restore(learner, optimizer, stream, &ckpt, root)?;
+    let step = ckpt.state.step;
+    tracing::info!(step, "resumed from checkpoint");
+    Ok(Resumed {
+        step,
+        log: ckpt.state.log,
+        scaler: ckpt.state.scaler,
+        staleness: ckpt.state.staleness,
+        from: Some(step),
+    })
+}
+
+fn io_error(path: &Path, source: std::io::Error) -> TrainError {
+    TrainError::Io {
+        path: path.display().to_string(),
+        source,
+    }
+}
+
+fn write_atomic_io(path: &Path, text: &str) -> Result<(), TrainError> {
+    write_atomic(path, text.as_bytes()).map_err(|source| io_error(path, source))
+}
+
+fn save(learner: &dyn MethodModel, optimizer: &AdamW, state: CheckpointState, root: &Path) -> Result<(), TrainError> {
     let ckpt = Checkpoint {
         weights: learner.trained_vs().variables().into_iter().collect(),
         optimizer: optimizer.state(),
@@ -275,7 +271,7 @@ fn save(learner: &Learner, optimizer: &AdamW, state: CheckpointState, root: &Pat
 }
 
 fn restore<S: DocumentSource>(
-    learner: &mut Learner,
+    learner: &mut dyn MethodModel,
     optimizer: &mut AdamW,
     stream: &mut SegmentStream<S>,
     ckpt: &Checkpoint,
@@ -310,41 +306,4 @@ fn restore<S: DocumentSource>(
     }
     stream.set_state(ckpt.state.stream.clone());
     Ok(())
-}
-
-fn write_log_csv(path: &Path, log: &[LogRow]) -> Result<(), TrainError> {
-    let mut text = String::from("step,loss,lr,grad_norm\n");
-    for r in log {
-        text.push_str(&format!("{},{},{},{}\n", r.step, r.loss, r.lr, r.grad_norm));
-    }
-    write_atomic(path, text.as_bytes()).map_err(|source| TrainError::Io {
-        path: path.display().to_string(),
-        source,
-    })
-}
-
-/// Cosine distance between each recent segment's written keys and the keys the current
-/// weights give its tokens, averaged over rows, heads and positions.
-fn measure_staleness(
-    learner: &Learner,
-    recent: &std::collections::VecDeque<(tch::Tensor, tch::Tensor)>,
-    step: u64,
-) -> Vec<StalenessRow> {
-    recent
-        .iter()
-        .enumerate()
-        .filter_map(|(age, (inputs, written))| {
-            let now = learner.memory_keys(inputs)?;
-            let (a, b) = (written.to_kind(tch::Kind::Float), now.to_kind(tch::Kind::Float));
-            let dot = (&a * &b).sum_dim_intlist(-1, false, tch::Kind::Float);
-            let norms = a.norm_scalaropt_dim(2, [-1], false) * b.norm_scalaropt_dim(2, [-1], false);
-            let cosine: tch::Tensor = dot / norms.clamp_min(1e-12);
-            let distance = cosine.neg().g_add_scalar(1.0).mean(tch::Kind::Double).double_value(&[]);
-            Some(StalenessRow {
-                step,
-                age: age as u64,
-                cosine_distance: distance,
-            })
-        })
-        .collect()
 }

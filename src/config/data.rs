@@ -1,7 +1,7 @@
 //! The `[data]` section of a spec: where a run's documents come from, validated and with
 //! its paths made absolute.
 
-use super::spec::SpecError;
+use super::resolver::{Resolver, SpecError};
 use crate::data::classify::DemoCorpusConfig;
 use crate::data::RecallConfig;
 use crate::fsutil::resolve_path;
@@ -97,12 +97,9 @@ impl DataSpec {
 }
 
 /// Validates the data section and makes its paths absolute.
-pub(super) fn resolve_data(
-    data: DataSpec,
-    base: &Path,
-    check_paths: bool,
-    invalid: &dyn Fn(&str, &dyn std::fmt::Display, &str) -> SpecError,
-) -> Result<DataSpec, SpecError> {
+pub(super) fn resolve_data(data: DataSpec, r: &Resolver) -> Result<DataSpec, SpecError> {
+    let (base, check_paths) = (r.base(), r.check_paths());
+    let invalid = |key: &str, value: &dyn std::fmt::Display, allowed: &str| r.invalid(key, value, allowed);
     let holdout = |corpus: &CorpusOptions| {
         if (0.0..1.0).contains(&corpus.holdout) {
             Ok(())

@@ -1,72 +1,13 @@
-//! From a resolved spec to the objects a run needs: the learner (weights built, loaded and
-//! frozen as the method requires, memory bank allocated) and the data streams.
+//! From a resolved spec's `[data]` section to the document sources and streams a run reads.
 
-use super::spec::{CorpusOptions, DataSpec, Spec};
+use super::{CorpusOptions, DataSpec, Spec};
 use crate::data::cargo_corpus::{cargo_home, cargo_sources};
 use crate::data::classify::DemoSource;
 use crate::data::loaders::{jsonl, text_dir, TextDocument};
 use crate::data::tokenized::{default_cache_dir, tokenize_cached, CorpusSource};
 use crate::data::{Document, DocumentSource, RecallSource, SegmentStream};
-use crate::memory::{BankConfig, MemoryBank};
-use crate::models::{weights, Backbone, LongMem, MemTrm};
-use crate::seed::seed_everything;
-use crate::train::{Learner, Method};
-use anyhow::Context;
 use std::sync::Arc;
-use tch::{nn::VarStore, Device};
-
-/// Builds the learner for `spec` on `device`, seeding every RNG from the spec's seed first.
-pub fn learner(spec: &Spec, device: Device) -> anyhow::Result<Learner> {
-    seed_everything(spec.seed);
-    let mut backbone_vs = VarStore::new(device);
-    let backbone = Backbone::new(&backbone_vs.root(), &spec.backbone);
-    if let Some(path) = &spec.backbone_weights {
-        weights::load_safetensors(&backbone_vs, path, spec.backbone.style)
-            .with_context(|| format!("loading backbone.weights for method {}", spec.method))?;
-    }
-    let bank = || {
-        MemoryBank::new(BankConfig {
-            n_head: spec.backbone.n_head,
-            head_dim: spec.backbone.head_dim(),
-            capacity: spec.memory.size,
-            chunk: spec.memory.chunk,
-            batch: spec.batch_size as i64,
-            sharing: spec.memory.sharing,
-            eviction: spec.memory.eviction,
-            kind: spec.memory.dtype.kind(),
-            device,
-        })
-        .context("memory settings")
-    };
-    Ok(match spec.method {
-        Method::Pretrain | Method::Plain => Learner::Backbone {
-            vs: backbone_vs,
-            model: backbone,
-        },
-        Method::Longmem => {
-            backbone_vs.freeze();
-            let side_vs = VarStore::new(device);
-            let model = LongMem::new(&side_vs.root(), backbone, spec.sidenet.clone());
-            model.init_from_backbone(&backbone_vs, &side_vs);
-            Learner::LongMem {
-                backbone_vs,
-                side_vs,
-                model,
-                bank: bank()?,
-                reset_at_document: spec.memory.reset_at_document,
-            }
-        }
-        Method::Memtrm => {
-            let model = MemTrm::new(&backbone_vs.root(), backbone, spec.memtrm.clone());
-            Learner::MemTrm {
-                vs: backbone_vs,
-                model,
-                bank: bank()?,
-                reset_at_document: spec.memory.reset_at_document,
-            }
-        }
-    })
-}
+use tch::Device;
 
 /// Any of the spec's document sources.
 #[derive(Debug, Clone)]

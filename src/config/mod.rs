@@ -1,0 +1,25 @@
+//! Run specs: the TOML a user writes, checked and resolved into the [`Spec`] every run
+//! executes. One file per section; [`spec`] ties them together, [`builder`] makes specs in
+//! code, [`sources`] turns the `[data]` section into document sources.
+
+mod backbone;
+mod builder;
+mod data;
+mod icl;
+mod resolver;
+mod sections;
+mod slurm;
+pub mod sources;
+mod spec;
+mod train;
+
+pub use backbone::RawBackbone;
+pub use builder::SpecBuilder;
+pub use data::{CorpusOptions, DataSpec};
+pub use icl::IclSpec;
+pub use resolver::{FileChecks, Resolver, SpecError};
+pub use sections::{RawMemTrm, RawSideNet};
+pub use slurm::SlurmSettings;
+pub use sources::{source, train_stream, AnySource, Split};
+pub use spec::{RawSpec, Spec, SpecFile};
+pub use train::{AdamWConfig, Precision, RawTrain, TrainConfig};
