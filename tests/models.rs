@@ -55,6 +55,7 @@ fn bank(chunk: i64) -> MemoryBank {
         head_dim: 8,
         capacity: 64,
         chunk,
+        top_k: 8,
         batch: B,
         sharing: BankSharing::PerStream,
         eviction: Eviction::Fifo,
@@ -214,6 +215,7 @@ fn memtrm_memory_matters_and_its_keys_are_normalised() {
         let (_vs, model) = memtrm(qk_norm);
         let mut bank = MemoryBank::new(BankConfig {
             chunk: 1,
+            top_k: 4,
             ..bank(1).config().clone()
         })
         .unwrap();

@@ -30,6 +30,7 @@ pub fn learner(spec: &Spec, device: Device) -> anyhow::Result<Learner> {
             head_dim: spec.backbone.head_dim(),
             capacity: spec.memory.size,
             chunk: spec.memory.chunk,
+            top_k: spec.memory.k,
             batch: spec.batch_size as i64,
             sharing: spec.memory.sharing,
             eviction: spec.memory.eviction,

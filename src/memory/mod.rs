@@ -1,4 +1,4 @@
-//! The cache memory bank (DESIGN.md §2.2): it stores keys and values and answers top-k
+//! The cache memory bank of the LongMem paper: it stores keys and values and answers top-k
 //! queries. It knows no model.
 
 mod bank;
