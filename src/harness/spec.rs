@@ -292,8 +292,6 @@ impl Spec {
                 ));
             }
         }
-        spec.sidenet.k_tokens = m.k;
-        spec.memtrm.k_tokens = m.k;
         Ok(spec)
     }
 
@@ -506,7 +504,7 @@ fn resolve(raw: RawSpec, path: &Path, check: FileChecks) -> Result<Spec, SpecErr
         ));
     }
     let mut sidenet =
-        SideNetConfig::paper(backbone.n_layer, layers, backbone.memory_layer, m.k).expect("depth checked above");
+        SideNetConfig::paper(backbone.n_layer, layers, backbone.memory_layer).expect("depth checked above");
     if let Some(ml) = s.memory_layer {
         if !(0..layers).contains(&ml) {
             return Err(invalid(
@@ -535,7 +533,6 @@ fn resolve(raw: RawSpec, path: &Path, check: FileChecks) -> Result<Spec, SpecErr
         trainable: raw.memtrm.trainable,
         qk_norm: raw.memtrm.qk_norm,
         joint: raw.memtrm.joint,
-        k_tokens: m.k,
     };
     let train = TrainConfig {
         steps: t.steps,

@@ -20,6 +20,16 @@ pub struct BackboneOutput {
     /// The memory layer's per-head q/k/v of `LN(hidden[m])`, each `[B, H, T, d]`: what the
     /// cache memory bank stores (keys and values, before any position term).
     pub memory_qkv: Qkv,
+    /// `[B, H, T, K/c]`: the memory chunks the hook read at the memory layer, when a hook
+    /// read memory.
+    pub retrieved_chunks: Option<Tensor>,
+}
+
+/// The blocks' part of a forward pass: everything but the logits.
+struct Stack {
+    hidden: Vec<Tensor>,
+    memory_qkv: Qkv,
+    retrieved_chunks: Option<Tensor>,
 }
 
 #[derive(Debug)]
@@ -99,35 +109,44 @@ impl Backbone {
 
     /// Forward pass in which `hook`, when given, computes the memory layer's attention.
     pub fn forward_with(&self, tokens: &Tensor, train: bool, hook: Option<&dyn LayerAttention>) -> BackboneOutput {
-        let (hidden, memory_qkv) = self.hidden_states(tokens, train, hook);
-        let logits = self.head(&hidden[hidden.len() - 1]);
+        let stack = self.stack(tokens, train, hook);
+        let logits = self.head(&stack.hidden[stack.hidden.len() - 1]);
         BackboneOutput {
             logits,
-            hidden,
-            memory_qkv,
+            hidden: stack.hidden,
+            memory_qkv: stack.memory_qkv,
+            retrieved_chunks: stack.retrieved_chunks,
         }
     }
 
     /// The forward pass without the LM head: `H[0..L]` (the last after the final LN) and the
-    /// memory layer's q/k/v. LongMem needs no backbone logits.
+    /// memory layer's q/k/v. LongMem needs no backbone logits. What a `hook` retrieved is
+    /// not returned: [`Backbone::forward_with`] returns it.
     pub fn hidden_states(&self, tokens: &Tensor, train: bool, hook: Option<&dyn LayerAttention>) -> (Vec<Tensor>, Qkv) {
+        let stack = self.stack(tokens, train, hook);
+        (stack.hidden, stack.memory_qkv)
+    }
+
+    fn stack(&self, tokens: &Tensor, train: bool, hook: Option<&dyn LayerAttention>) -> Stack {
         let memory_layer = self.config.memory_layer as usize;
         let mut hidden = Vec::with_capacity(self.blocks.len() + 1);
         let mut x = self.embed(tokens, train);
-        let mut memory_qkv = None;
+        let mut memory = None;
         for (i, block) in self.blocks.iter().enumerate() {
             let layer_hook = if i == memory_layer { hook } else { None };
             let out = block.forward(&x, train, layer_hook);
             hidden.push(x);
             if i == memory_layer {
-                memory_qkv = Some(out.qkv);
+                memory = Some((out.qkv, out.retrieved_chunks));
             }
             x = out.hidden;
         }
         hidden.push(self.final_norm(&x));
-        (
+        let (memory_qkv, retrieved_chunks) = memory.expect("memory_layer is validated to be a block index");
+        Stack {
             hidden,
-            memory_qkv.expect("memory_layer is validated to be a block index"),
-        )
+            memory_qkv,
+            retrieved_chunks,
+        }
     }
 }

@@ -8,13 +8,36 @@ use super::config::{BackboneConfig, BlockStyle, Gelu};
 use super::layers::{layer_norm, linear, Conv1D};
 use tch::{nn, nn::Module, Tensor};
 
+/// What a layer's attention yields.
+///
+/// # Shapes
+/// - `context`: `[B, H, T, d]`, the per-head context that goes into the output projection
+/// - `retrieved_chunks`: `[B, H, T, K/c]`, the memory chunks the layer read (the bank's
+///   [`crate::memory::Retrieved::chunk_index`]), when it read memory
+#[derive(Debug)]
+pub struct AttentionOutput {
+    pub context: Tensor,
+    pub retrieved_chunks: Option<Tensor>,
+}
+
+impl AttentionOutput {
+    /// The output of attention that read no memory.
+    pub fn local(context: Tensor) -> Self {
+        Self {
+            context,
+            retrieved_chunks: None,
+        }
+    }
+}
+
 /// Replaces a block's local attention with something richer, such as the joint
 /// local + memory attention of LongMem and MemTRM. Models implement it; the block knows no
 /// memory.
 pub trait LayerAttention {
     /// Given the block's attention module and its per-head `qkv` (each `[B, H, T, d]`),
-    /// return the per-head context `[B, H, T, d]` that goes into the output projection.
-    fn attend(&self, attn: &Attention, qkv: &Qkv, train: bool) -> Tensor;
+    /// return the per-head context that goes into the output projection, and what memory
+    /// it read.
+    fn attend(&self, attn: &Attention, qkv: &Qkv, train: bool) -> AttentionOutput;
 }
 
 #[derive(Debug)]
@@ -47,6 +70,9 @@ pub struct BlockOutput {
     pub hidden: Tensor,
     /// This block's per-head q/k/v of its normed input, `[B, H, T, d]` each.
     pub qkv: Qkv,
+    /// `[B, H, T, K/c]`: the memory chunks this block's attention read, when a hook read
+    /// memory.
+    pub retrieved_chunks: Option<Tensor>,
 }
 
 #[derive(Debug)]
@@ -100,16 +126,19 @@ impl Block {
     pub fn forward(&self, x: &Tensor, train: bool, hook: Option<&dyn LayerAttention>) -> BlockOutput {
         let attend = |normed: &Tensor| {
             let qkv = self.attn.qkv(normed);
-            let ctx = match hook {
+            let AttentionOutput {
+                context,
+                retrieved_chunks,
+            } = match hook {
                 Some(hook) => hook.attend(&self.attn, &qkv, train),
-                None => self.attn.local(&qkv, train),
+                None => AttentionOutput::local(self.attn.local(&qkv, train)),
             };
-            let out = self.attn.project_out(&ctx).dropout(self.dropout, train);
-            (out, qkv)
+            let out = self.attn.project_out(&context).dropout(self.dropout, train);
+            (out, qkv, retrieved_chunks)
         };
         match &self.norms {
             Norms::Gpt2 { ln_1, ln_2 } => {
-                let (attn_out, qkv) = attend(&ln_1.forward(x));
+                let (attn_out, qkv, retrieved_chunks) = attend(&ln_1.forward(x));
                 let h = x + attn_out;
                 let mlp_out = self
                     .mlp
@@ -118,15 +147,17 @@ impl Block {
                 BlockOutput {
                     hidden: h + mlp_out,
                     qkv,
+                    retrieved_chunks,
                 }
             }
             Norms::Newgpt { ln } => {
                 let normed = ln.forward(x);
-                let (attn_out, qkv) = attend(&normed);
+                let (attn_out, qkv, retrieved_chunks) = attend(&normed);
                 let mlp_out = self.mlp.forward(&normed, self.gelu).dropout(self.dropout, train);
                 BlockOutput {
                     hidden: x + attn_out + mlp_out,
                     qkv,
+                    retrieved_chunks,
                 }
             }
         }

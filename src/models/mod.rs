@@ -14,7 +14,7 @@ pub mod weights;
 
 pub use attention::{Attention, Qkv};
 pub use backbone::{Backbone, BackboneOutput};
-pub use block::{Block, LayerAttention};
+pub use block::{AttentionOutput, Block, LayerAttention};
 pub use config::{BackboneConfig, BlockStyle, Gelu};
 pub use joint::{JointAttention, JointMode};
 pub use longmem::{LongMem, LongMemOutput, SideNetConfig};
