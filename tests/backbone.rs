@@ -4,7 +4,7 @@ mod common;
 
 use common::max_abs_diff;
 use longmem_bench::models::attention::{alibi_causal_bias, alibi_slopes};
-use longmem_bench::models::{Attention, Backbone, BackboneConfig, BlockStyle, LayerAttention, Qkv};
+use longmem_bench::models::{Attention, AttentionOutput, Backbone, BackboneConfig, BlockStyle, LayerAttention, Qkv};
 use longmem_bench::seed::seed_everything;
 use tch::{nn::VarStore, Device, Kind, Tensor};
 
@@ -67,16 +67,16 @@ fn output_shapes_and_hidden_states() {
 /// A hook that zeroes the memory layer's attention context.
 struct Silence;
 impl LayerAttention for Silence {
-    fn attend(&self, _attn: &Attention, qkv: &Qkv, _train: bool) -> Tensor {
-        qkv.v.zeros_like()
+    fn attend(&self, _attn: &Attention, qkv: &Qkv, _train: bool) -> AttentionOutput {
+        AttentionOutput::local(qkv.v.zeros_like())
     }
 }
 
 /// A hook that does what the layer would do anyway.
 struct Plain;
 impl LayerAttention for Plain {
-    fn attend(&self, attn: &Attention, qkv: &Qkv, train: bool) -> Tensor {
-        attn.local(qkv, train)
+    fn attend(&self, attn: &Attention, qkv: &Qkv, train: bool) -> AttentionOutput {
+        AttentionOutput::local(attn.local(qkv, train))
     }
 }
 

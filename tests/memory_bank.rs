@@ -1,4 +1,4 @@
-//! The cache memory bank against brute-force references (DESIGN.md §2.2).
+//! The cache memory bank against brute-force references.
 
 use longmem_bench::memory::{BankConfig, BankSharing, Eviction, MemoryBank};
 use tch::{Device, Kind, Tensor};
@@ -12,6 +12,7 @@ fn config(batch: i64, capacity: i64, chunk: i64) -> BankConfig {
         head_dim: D,
         capacity,
         chunk,
+        top_k: chunk,
         batch,
         sharing: BankSharing::PerStream,
         eviction: Eviction::Fifo,
@@ -254,6 +255,27 @@ fn bad_shapes_are_rejected_with_their_numbers() {
         err.contains("6") && err.contains("multiple of the chunk size 4"),
         "{err}"
     );
+}
+
+#[test]
+fn a_top_k_that_is_not_whole_chunks_is_rejected_when_the_bank_is_built() {
+    for top_k in [0, -4, 6] {
+        let err = MemoryBank::new(BankConfig {
+            top_k,
+            ..config(1, 32, 4)
+        })
+        .unwrap_err()
+        .to_string();
+        assert!(
+            err.contains(&format!("retrieving {top_k} tokens")) && err.contains("multiple of the chunk size 4"),
+            "{err}"
+        );
+    }
+    MemoryBank::new(BankConfig {
+        top_k: 8,
+        ..config(1, 32, 4)
+    })
+    .unwrap();
 }
 
 #[test]

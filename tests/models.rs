@@ -1,9 +1,10 @@
-//! LongMem and MemTRM invariants (DESIGN.md §2.2, §2.3).
+//! LongMem and MemTRM invariants.
 
 mod common;
 
 use common::max_abs_diff;
 use longmem_bench::memory::{BankConfig, BankSharing, Eviction, MemoryBank};
+use longmem_bench::models::joint::l2_normalize;
 use longmem_bench::models::{
     Backbone, BackboneConfig, BlockStyle, JointMode, LongMem, MemTrm, MemTrmConfig, SideNetConfig, TrainableBlocks,
 };
@@ -37,7 +38,7 @@ fn longmem(style: BlockStyle, layers: i64, joint: JointMode) -> Setup {
     let backbone = Backbone::new(&backbone_vs.root(), &config);
     backbone_vs.freeze();
     let side_vs = VarStore::new(Device::Cpu);
-    let mut side = SideNetConfig::paper(config.n_layer, layers, config.memory_layer, 8).unwrap();
+    let mut side = SideNetConfig::paper(config.n_layer, layers, config.memory_layer).unwrap();
     side.dropout = 0.0;
     side.joint = joint;
     let model = LongMem::new(&side_vs.root(), backbone, side);
@@ -55,6 +56,7 @@ fn bank(chunk: i64) -> MemoryBank {
         head_dim: 8,
         capacity: 64,
         chunk,
+        top_k: 8,
         batch: B,
         sharing: BankSharing::PerStream,
         eviction: Eviction::Fifo,
@@ -186,7 +188,6 @@ fn memtrm(qk_norm: bool) -> (VarStore, MemTrm) {
         trainable: TrainableBlocks::Odd,
         qk_norm,
         joint: JointMode::Gated,
-        k_tokens: 4,
     };
     let model = MemTrm::new(&vs.root(), backbone, config);
     (vs, model)
@@ -214,6 +215,7 @@ fn memtrm_memory_matters_and_its_keys_are_normalised() {
         let (_vs, model) = memtrm(qk_norm);
         let mut bank = MemoryBank::new(BankConfig {
             chunk: 1,
+            top_k: 4,
             ..bank(1).config().clone()
         })
         .unwrap();
@@ -252,9 +254,44 @@ fn half_precision_joint_attention_stays_finite_with_an_empty_bank() {
             k: qkv.k.to_kind(Kind::Half),
             v: qkv.v.to_kind(Kind::Half),
         };
-        let hook = longmem_bench::models::JointAttention::new(&empty, &s.model.gate, 8, mode);
-        let out = tch::no_grad(|| longmem_bench::models::LayerAttention::attend(&hook, attn, &half, false));
+        let hook = longmem_bench::models::JointAttention::new(&empty, &s.model.gate, mode);
+        let out = tch::no_grad(|| longmem_bench::models::LayerAttention::attend(&hook, attn, &half, false).context);
         assert_eq!(out.kind(), Kind::Half);
         assert!(bool::try_from(out.isfinite().all()).unwrap(), "{mode:?}");
+    }
+}
+
+#[test]
+fn memtrm_returns_the_chunks_its_memory_layer_queries_retrieve() {
+    for qk_norm in [false, true] {
+        let (_vs, model) = memtrm(qk_norm);
+        let mut bank = MemoryBank::new(BankConfig {
+            chunk: 1,
+            top_k: 4,
+            ..bank(1).config().clone()
+        })
+        .unwrap();
+        for s in 0..2 {
+            let out = tch::no_grad(|| model.forward(&tokens(20 + s), &bank, false));
+            bank.write(&out.memory_keys, &out.memory_values);
+        }
+        let out = tch::no_grad(|| model.forward(&tokens(30), &bank, false));
+        let q = &out.backbone.memory_qkv.q;
+        let queries = match &model.log_temperature {
+            Some(log_t) => l2_normalize(q) * log_t.exp().view([1, -1, 1, 1]),
+            None => q.shallow_clone(),
+        };
+        let expected = bank.retrieve(&queries, 4).unwrap().chunk_index;
+        assert!(
+            bool::try_from(expected.ge(0).all()).unwrap(),
+            "the bank holds 16 tokens"
+        );
+        assert!(out.retrieved_chunks.equal(&expected), "qk-norm {qk_norm}");
+        let backbone_chunks = out
+            .backbone
+            .retrieved_chunks
+            .as_ref()
+            .expect("the memory layer read memory");
+        assert!(backbone_chunks.equal(&expected));
     }
 }

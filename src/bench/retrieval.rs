@@ -70,6 +70,7 @@ impl RetrievalShape {
             head_dim: self.dim,
             capacity: self.memory,
             chunk: self.chunk,
+            top_k: self.k_tokens,
             batch: 1,
             sharing: BankSharing::PerStream,
             eviction: Eviction::Fifo,

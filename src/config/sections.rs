@@ -79,8 +79,8 @@ pub(super) fn resolve_memory(
 }
 
 impl RawSideNet {
-    /// The SideNet over `backbone`, reading `k` tokens per query.
-    pub(super) fn resolve(&self, backbone: &BackboneConfig, k: i64, r: &Resolver) -> Result<SideNetConfig, SpecError> {
+    /// The SideNet over `backbone`.
+    pub(super) fn resolve(&self, backbone: &BackboneConfig, r: &Resolver) -> Result<SideNetConfig, SpecError> {
         let layers = self.layers.unwrap_or(backbone.n_layer / 2).max(1);
         if backbone.n_layer % layers != 0 {
             return Err(r.invalid(
@@ -90,7 +90,7 @@ impl RawSideNet {
             ));
         }
         let mut sidenet =
-            SideNetConfig::paper(backbone.n_layer, layers, backbone.memory_layer, k).expect("depth checked above");
+            SideNetConfig::paper(backbone.n_layer, layers, backbone.memory_layer).expect("depth checked above");
         if let Some(ml) = self.memory_layer {
             if !(0..layers).contains(&ml) {
                 return Err(r.invalid("sidenet.memory_layer", &ml, &format!("a SideNet layer in 0..{layers}")));
@@ -106,8 +106,8 @@ impl RawSideNet {
 }
 
 impl RawMemTrm {
-    /// MemTRM over `backbone`, reading `k` tokens per query.
-    pub(super) fn resolve(&self, backbone: &BackboneConfig, k: i64, r: &Resolver) -> Result<MemTrmConfig, SpecError> {
+    /// MemTRM over `backbone`.
+    pub(super) fn resolve(&self, backbone: &BackboneConfig, r: &Resolver) -> Result<MemTrmConfig, SpecError> {
         if let TrainableBlocks::List(blocks) = &self.trainable {
             if let Some(bad) = blocks.iter().find(|&&i| !(0..backbone.n_layer).contains(&i)) {
                 return Err(r.invalid(
@@ -121,7 +121,6 @@ impl RawMemTrm {
             trainable: self.trainable.clone(),
             qk_norm: self.qk_norm,
             joint: self.joint,
-            k_tokens: k,
         })
     }
 }

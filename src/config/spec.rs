@@ -124,8 +124,6 @@ impl Spec {
                 ));
             }
         }
-        spec.sidenet.k_tokens = m.k;
-        spec.memtrm.k_tokens = m.k;
         Ok(spec)
     }
 
@@ -188,8 +186,8 @@ impl RawSpec {
         let backbone_weights = self.backbone.weights.as_ref().map(|w| resolve_path(r.base(), w));
         check_weights(backbone_weights.as_deref(), self.method, r)?;
         let memory = resolve_memory(&self.memory, &self.memtrm, self.method, r)?;
-        let sidenet = self.sidenet.resolve(&backbone, self.memory.k, r)?;
-        let memtrm = self.memtrm.resolve(&backbone, self.memory.k, r)?;
+        let sidenet = self.sidenet.resolve(&backbone, r)?;
+        let memtrm = self.memtrm.resolve(&backbone, r)?;
         let icl = self.icl.map(|icl| resolve_icl(icl, &data, r)).transpose()?;
         Ok(Spec {
             seed: self.seed,

@@ -554,6 +554,14 @@ pub fn run_id(spec: &Spec, upstream: Option<&str>, salt: &str) -> String {
     let mut value = serde_json::to_value(spec).expect("specs serialise");
     let map = value.as_object_mut().expect("a spec is a JSON object");
     map.remove("icl");
+    // K, stored once in `memory.k`, was also hashed as the SideNet's and MemTRM's
+    // `k_tokens`: hashed there still, so that run ids stay what they were.
+    let k = map["memory"]["k"].clone();
+    for section in ["sidenet", "memtrm"] {
+        if let Some(section) = map.get_mut(section).and_then(|s| s.as_object_mut()) {
+            section.insert("k_tokens".into(), k.clone());
+        }
+    }
     if let Some(up) = upstream {
         map.insert("backbone_weights".into(), serde_json::Value::String(up.into()));
     }

@@ -1,4 +1,4 @@
-//! Cache memory bank (DESIGN.md §2.2, §6).
+//! Cache memory bank, as in the LongMem paper and its reference code.
 //!
 //! Per head, a ring buffer of the last M tokens' keys and values grouped in chunks of c
 //! consecutive tokens; each chunk's retrieval key is the mean of its token keys. Buffers
@@ -48,6 +48,7 @@ pub enum Eviction {
     PaperDouble,
 }
 
+/// A bank's shape, policies and retrieval size.
 #[derive(Debug, Clone, PartialEq)]
 pub struct BankConfig {
     pub n_head: i64,
@@ -56,6 +57,8 @@ pub struct BankConfig {
     pub capacity: i64,
     /// Chunk size c.
     pub chunk: i64,
+    /// Retrieved tokens per query, K: a positive multiple of `chunk` (K/c chunks).
+    pub top_k: i64,
     /// Batch rows B (the number of banks for [`BankSharing::PerStream`]).
     pub batch: i64,
     pub sharing: BankSharing,
@@ -93,7 +96,7 @@ impl BankConfig {
                 chunk: self.chunk,
             });
         }
-        Ok(())
+        check_top_k(self.top_k, self.chunk)
     }
 
     /// Bytes the bank's buffers take: keys, values and chunk keys.
@@ -106,6 +109,14 @@ impl BankConfig {
         let chunk_keys = (self.capacity / self.chunk) * self.n_head * self.head_dim;
         streams * (self.capacity * per_token + chunk_keys) * self.kind.elt_size_in_bytes() as i64
     }
+}
+
+/// Retrieving `k` tokens per query takes whole chunks: `k` must be a positive multiple of c.
+fn check_top_k(k: i64, chunk: i64) -> Result<(), BankError> {
+    if k <= 0 || k % chunk != 0 {
+        return Err(BankError::TopK { k, chunk });
+    }
+    Ok(())
 }
 
 /// K retrieved (key, value) pairs per query token and head.
@@ -344,14 +355,11 @@ impl MemoryBank {
         }
     }
 
-    /// Exact retrieval: for each query `[B, H, T, d]` token and head, the `k_tokens / c`
-    /// chunks with the largest inner product between the query and the chunk key, returned
-    /// token by token (K = k_tokens pairs).
+    /// Exact retrieval: per query `[B, H, T, d]` token and head, the `k_tokens / c` chunks whose
+    /// chunk key has the largest inner product with it, token by token (models pass `top_k`).
     pub fn retrieve(&self, queries: &Tensor, k_tokens: i64) -> Result<Retrieved, BankError> {
         let c = self.config.chunk;
-        if k_tokens <= 0 || k_tokens % c != 0 {
-            return Err(BankError::TopK { k: k_tokens, chunk: c });
-        }
+        check_top_k(k_tokens, c)?;
         let _guard = tch::no_grad_guard();
         let (b, h, t, d) = queries.size4().expect("queries must be [B, H, T, d]");
         let kc = (k_tokens / c).min(self.n_chunks);

@@ -237,6 +237,7 @@ fn memory_bank(spec: &ModelSpec, device: Device) -> Result<MemoryBank, BankError
         head_dim: spec.backbone.head_dim(),
         capacity: spec.memory.size,
         chunk: spec.memory.chunk,
+        top_k: spec.memory.k,
         batch: spec.batch_size as i64,
         sharing: spec.memory.sharing,
         eviction: spec.memory.eviction,

@@ -1,10 +1,11 @@
-//! Multi-head causal self-attention for both block styles (DESIGN.md §2.1), split into
-//! projection, local attention and output projection so that memory-augmented layers
-//! (LongMem's SideNet layer, MemTRM's backbone layer) can replace the middle step.
+//! The attention core shared by every backbone family: multi-head causal self-attention
+//! split into projection (the family's [`Projections`]), local attention (scaled dot
+//! product with the causal mask and, where the family uses it, ALiBi) and output
+//! projection, so that memory-augmented layers (LongMem's SideNet layer, MemTRM's backbone
+//! layer) can replace the middle step.
 
-use super::config::{BackboneConfig, BlockStyle};
-use super::layers::{linear, Conv1D};
-use tch::{nn, nn::Module, Kind, Tensor};
+use super::config::BackboneConfig;
+use tch::{Kind, Tensor};
 
 /// Per-head queries, keys and values of one layer, before any position term.
 #[derive(Debug)]
@@ -27,50 +28,32 @@ impl Qkv {
     }
 }
 
-#[derive(Debug)]
-enum Projections {
-    /// HF GPT-2: fused `c_attn` [D, 3D] and `c_proj` [D, D], with biases.
-    Gpt2 { c_attn: Conv1D, c_proj: Conv1D },
-    /// newgpt: separate q/k/v/out projections without bias.
-    Newgpt {
-        q_proj: nn::Linear,
-        k_proj: nn::Linear,
-        v_proj: nn::Linear,
-        out_proj: nn::Linear,
-    },
+/// A family's attention projections: from the block's normed input to queries, keys and
+/// values, and from the merged heads back to the model width. Each family file implements
+/// it (`Gpt2Projections`, `NewGptProjections`).
+pub trait Projections: std::fmt::Debug + Send {
+    /// `x: [B, T, D]` → `[q, k, v]`, each `[B, T, D]` (heads not yet split).
+    fn qkv(&self, x: &Tensor) -> [Tensor; 3];
+    /// Merged per-head context `[B, T, D]` → `[B, T, D]`.
+    fn out(&self, merged: &Tensor) -> Tensor;
 }
 
-/// Causal self-attention of one block.
+/// Causal self-attention of one block: a family's projections around the shared core
+/// (heads, scaled dot product, causal mask and the optional ALiBi bias).
 #[derive(Debug)]
 pub struct Attention {
-    proj: Projections,
+    proj: Box<dyn Projections>,
     n_head: i64,
-    /// ALiBi slopes `[H]` for `newgpt`; `None` for learned positions.
+    /// ALiBi slopes `[H]` for families that encode positions as an attention bias; `None`
+    /// for learned positions (in the embedding).
     alibi_slopes: Option<Tensor>,
     dropout: f64,
 }
 
 impl Attention {
-    pub fn new(vs: nn::Path, config: &BackboneConfig) -> Self {
-        let d = config.n_embd;
-        let (proj, alibi_slopes) = match config.style {
-            BlockStyle::Gpt2 => (
-                Projections::Gpt2 {
-                    c_attn: Conv1D::new(&vs / "c_attn", d, 3 * d),
-                    c_proj: Conv1D::new(&vs / "c_proj", d, d),
-                },
-                None,
-            ),
-            BlockStyle::Newgpt => (
-                Projections::Newgpt {
-                    q_proj: linear(&vs / "q_proj", d, d, false),
-                    k_proj: linear(&vs / "k_proj", d, d, false),
-                    v_proj: linear(&vs / "v_proj", d, d, false),
-                    out_proj: linear(&vs / "out_proj", d, d, false),
-                },
-                Some(alibi_slopes(config.n_head).to_device(vs.device())),
-            ),
-        };
+    /// `config`'s heads and dropout around `proj`; `alibi_slopes` (`[H]`, on the weights'
+    /// device) when the family adds ALiBi to the causal mask.
+    pub fn new(proj: Box<dyn Projections>, config: &BackboneConfig, alibi_slopes: Option<Tensor>) -> Self {
         Self {
             proj,
             n_head: config.n_head,
@@ -88,29 +71,16 @@ impl Attention {
         let (b, t, d) = x.size3().expect("attention input must be [B, T, D]");
         let h = self.n_head;
         let split = |y: Tensor| y.view([b, t, h, d / h]).transpose(1, 2);
-        match &self.proj {
-            Projections::Gpt2 { c_attn, .. } => {
-                let fused = c_attn.forward(x);
-                let parts = fused.split(d, -1);
-                let mut parts = parts.into_iter().map(split);
-                Qkv {
-                    q: parts.next().unwrap(),
-                    k: parts.next().unwrap(),
-                    v: parts.next().unwrap(),
-                }
-            }
-            Projections::Newgpt {
-                q_proj, k_proj, v_proj, ..
-            } => Qkv {
-                q: split(q_proj.forward(x)),
-                k: split(k_proj.forward(x)),
-                v: split(v_proj.forward(x)),
-            },
+        let [q, k, v] = self.proj.qkv(x);
+        Qkv {
+            q: split(q),
+            k: split(k),
+            v: split(v),
         }
     }
 
-    /// Causal attention of each token over the tokens of its own segment, with this block
-    /// style's position scheme: `[B, H, T, d]` per-head context. Scores use 1/√d.
+    /// Causal attention of each token over the tokens of its own segment, with this
+    /// family's position scheme: `[B, H, T, d]` per-head context. Scores use 1/√d.
     pub fn local(&self, qkv: &Qkv, train: bool) -> Tensor {
         self.local_scaled(qkv, None, train)
     }
@@ -129,7 +99,7 @@ impl Attention {
     }
 
     /// The additive score bias of local attention, `[1 or H, T, T]`: the causal mask
-    /// (`-inf` above the diagonal) plus ALiBi for `newgpt`.
+    /// (`-inf` above the diagonal) plus ALiBi where the family uses it.
     pub fn position_bias(&self, t: i64, device: tch::Device) -> Tensor {
         match &self.alibi_slopes {
             Some(slopes) => alibi_causal_bias(slopes, t),
@@ -149,14 +119,12 @@ impl Attention {
     pub fn project_out(&self, ctx: &Tensor) -> Tensor {
         let (b, h, t, dh) = ctx.size4().expect("context must be [B, H, T, d]");
         let merged = ctx.transpose(1, 2).contiguous().view([b, t, h * dh]);
-        match &self.proj {
-            Projections::Gpt2 { c_proj, .. } => c_proj.forward(&merged),
-            Projections::Newgpt { out_proj, .. } => out_proj.forward(&merged),
-        }
+        self.proj.out(&merged)
     }
 }
 
-/// ALiBi slopes `2^(-8k/H)` for heads k = 1..H (DESIGN.md §2.1), `[H]` f32.
+/// ALiBi slopes `2^(-8k/H)` for heads k = 1..H (Press et al. 2022, "Train Short, Test
+/// Long"), `[H]` f32.
 pub fn alibi_slopes(n_head: i64) -> Tensor {
     let slopes: Vec<f32> = (1..=n_head)
         .map(|k| 2f32.powf(-8.0 * k as f32 / n_head as f32))

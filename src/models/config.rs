@@ -1,11 +1,15 @@
-//! Backbone configuration (DESIGN.md §2.1): one transformer, two block styles.
+//! Backbone configuration shared by every family: the shape, the GELU flavour, the memory
+//! layer, and their validation. Each family's defaults live in its own file
+//! ([`super::gpt2`], [`super::newgpt`]).
 
+use clap::ValueEnum;
 use serde::{Deserialize, Serialize};
-use std::path::Path;
 
-/// Which block a backbone is built from.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, clap::ValueEnum)]
+/// Which backbone family (block style) a backbone is built from; [`super::family`] maps
+/// each to its implementation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, ValueEnum)]
 #[serde(rename_all = "lowercase")]
+#[value(rename_all = "lowercase")]
 pub enum BlockStyle {
     /// HF GPT-2: learned positions, sequential LN→attn→add→LN→MLP→add, biases, tied head.
     Gpt2,
@@ -15,10 +19,8 @@ pub enum BlockStyle {
 
 impl std::fmt::Display for BlockStyle {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(match self {
-            BlockStyle::Gpt2 => "gpt2",
-            BlockStyle::Newgpt => "newgpt",
-        })
+        let value = self.to_possible_value().expect("no style is skipped");
+        f.write_str(value.get_name())
     }
 }
 
@@ -43,8 +45,8 @@ impl Gelu {
 }
 
 /// A validated backbone shape. Every field is set; build one with [`BackboneConfig::gpt2`],
-/// [`BackboneConfig::newgpt`], [`BackboneConfig::from_hf_gpt2_config`] or serde, then
-/// [`BackboneConfig::validate`].
+/// [`BackboneConfig::newgpt`], [`BackboneConfig::defaults`],
+/// [`BackboneConfig::from_hf_gpt2_config`] or serde, then [`BackboneConfig::validate`].
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct BackboneConfig {
@@ -65,11 +67,12 @@ pub struct BackboneConfig {
     pub gelu: Gelu,
     /// Dropout on embeddings, attention probabilities and residual branches, in training.
     pub dropout: f64,
-    /// 0-based block whose attention keys/values feed the memory bank (DESIGN.md: the 18th
-    /// of 24, i.e. `3L/4 - 1`).
+    /// 0-based block whose attention keys/values feed the memory bank (the LongMem paper's
+    /// 18th of 24, i.e. `3L/4 - 1`).
     pub memory_layer: i64,
 }
 
+/// Why a backbone config cannot be used.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
     #[error("backbone config: `{key}` = {value} is invalid: {allowed}")]
@@ -85,71 +88,23 @@ pub enum ConfigError {
 }
 
 impl BackboneConfig {
-    /// A GPT-2-style backbone with HF's defaults (tanh GELU, LN eps 1e-5, dropout 0.1).
-    pub fn gpt2(vocab_size: i64, n_layer: i64, n_head: i64, n_embd: i64, n_positions: i64) -> Self {
-        Self {
-            style: BlockStyle::Gpt2,
-            vocab_size,
-            n_layer,
-            n_head,
-            n_embd,
-            n_positions,
-            n_inner: 4 * n_embd,
-            layer_norm_eps: 1e-5,
-            gelu: Gelu::Tanh,
-            dropout: 0.1,
-            memory_layer: default_memory_layer(n_layer),
-        }
+    /// The defaults of `style`'s family for this shape (what [`BackboneConfig::gpt2`] or
+    /// [`BackboneConfig::newgpt`] give).
+    pub fn defaults(
+        style: BlockStyle,
+        vocab_size: i64,
+        n_layer: i64,
+        n_head: i64,
+        n_embd: i64,
+        n_positions: i64,
+    ) -> Self {
+        super::family(style).config(vocab_size, n_layer, n_head, n_embd, n_positions)
     }
 
-    /// LongMem's `newgpt` backbone (parallel block, ALiBi, LN eps 1e-6, tanh GELU).
-    pub fn newgpt(vocab_size: i64, n_layer: i64, n_head: i64, n_embd: i64, n_positions: i64) -> Self {
-        Self {
-            style: BlockStyle::Newgpt,
-            layer_norm_eps: 1e-6,
-            ..Self::gpt2(vocab_size, n_layer, n_head, n_embd, n_positions)
-        }
-    }
-
-    /// Reads a Hugging Face GPT-2 `config.json` (as saved beside `model.safetensors`).
-    pub fn from_hf_gpt2_config(path: &Path) -> Result<Self, ConfigError> {
-        #[derive(Deserialize)]
-        struct Hf {
-            vocab_size: i64,
-            n_layer: i64,
-            n_head: i64,
-            n_embd: i64,
-            n_positions: i64,
-            n_inner: Option<i64>,
-            layer_norm_epsilon: Option<f64>,
-            activation_function: Option<String>,
-            resid_pdrop: Option<f64>,
-        }
-        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
-            path: path.display().to_string(),
-            source,
-        })?;
-        let hf: Hf = serde_json::from_str(&text).map_err(|source| ConfigError::Parse {
-            path: path.display().to_string(),
-            source,
-        })?;
-        let mut config = Self::gpt2(hf.vocab_size, hf.n_layer, hf.n_head, hf.n_embd, hf.n_positions);
-        config.n_inner = hf.n_inner.unwrap_or(4 * hf.n_embd);
-        config.layer_norm_eps = hf.layer_norm_epsilon.unwrap_or(1e-5);
-        config.dropout = hf.resid_pdrop.unwrap_or(0.1);
-        config.gelu = match hf.activation_function.as_deref() {
-            None | Some("gelu_new") | Some("gelu_pytorch_tanh") => Gelu::Tanh,
-            Some("gelu") => Gelu::Erf,
-            Some(other) => {
-                return Err(ConfigError::Invalid {
-                    key: "activation_function",
-                    value: format!("{other:?} in {}", path.display()),
-                    allowed: "gelu_new, gelu_pytorch_tanh or gelu".into(),
-                })
-            }
-        };
-        config.validate()?;
-        Ok(config)
+    /// The longest segment this backbone can run, where its family has a limit (learned
+    /// positions end at `n_positions`); `None` when any length runs.
+    pub fn max_segment_len(&self) -> Option<i64> {
+        super::family(self.style).max_segment_len(self)
     }
 
     /// Head width d = D / H.
@@ -196,7 +151,8 @@ impl BackboneConfig {
     }
 }
 
-/// DESIGN.md §2.1: the memory layer sits at about 3/4 depth (block 17 of 24, 0-based).
+/// The memory layer sits at about 3/4 depth, as in the LongMem paper (block 17 of 24,
+/// 0-based).
 pub fn default_memory_layer(n_layer: i64) -> i64 {
     (3 * n_layer / 4 - 1).max(0)
 }
@@ -218,6 +174,20 @@ mod tests {
         assert_eq!(default_memory_layer(24), 17);
         assert_eq!(default_memory_layer(4), 2);
         assert_eq!(default_memory_layer(1), 0);
+    }
+
+    #[test]
+    fn each_style_has_its_familys_defaults_and_its_serde_name() {
+        let (gpt2, newgpt) = (
+            BackboneConfig::gpt2(100, 4, 2, 32, 64),
+            BackboneConfig::newgpt(100, 4, 2, 32, 64),
+        );
+        assert_eq!(BackboneConfig::defaults(BlockStyle::Gpt2, 100, 4, 2, 32, 64), gpt2);
+        assert_eq!(BackboneConfig::defaults(BlockStyle::Newgpt, 100, 4, 2, 32, 64), newgpt);
+        assert_eq!((gpt2.max_segment_len(), newgpt.max_segment_len()), (Some(64), None));
+        for style in [BlockStyle::Gpt2, BlockStyle::Newgpt] {
+            assert_eq!(serde_json::to_string(&style).unwrap(), format!("\"{style}\""));
+        }
     }
 
     #[test]

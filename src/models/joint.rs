@@ -1,19 +1,20 @@
-//! Memory-augmented attention (DESIGN.md §2.2 "Memory-augmented layer", §2.3): local causal
-//! attention and attention over the K retrieved (key, value) pairs, mixed per head.
+//! Memory-augmented attention (the LongMem paper's memory-augmented layer, also used by the
+//! MemTRM baseline): local causal attention and attention over the K retrieved (key, value)
+//! pairs, mixed per head. K is the bank's own ([`crate::memory::BankConfig::top_k`]).
 //!
 //! - `gated` (the paper): two softmaxes, `out = (1 − σ(g_h))·local + σ(g_h)·memory`, g
 //!   initialised to 0. Retrieved pairs carry no position signal and no mask beyond validity.
 //!   A query with no valid retrieved pair (empty bank) gets plain local attention.
 //! - `concat` (ablation): one softmax over the local scores and the memory scores together.
 //!
-//! Dropout applies to the local attention probabilities only (DESIGN.md §6).
+//! Dropout applies to the local attention probabilities only, as in the LongMem reference
+//! code.
 
 use super::attention::{Attention, Qkv};
-use super::block::LayerAttention;
+use super::block::{AttentionOutput, LayerAttention};
 use crate::memory::{MemoryBank, Retrieved};
 use crate::profile::{Stage, StageClock};
 use serde::{Deserialize, Serialize};
-use std::cell::RefCell;
 use tch::{Kind, Tensor};
 
 /// How local and memory attention are combined.
@@ -30,32 +31,41 @@ const MASKED: f64 = -1e30;
 /// The hook that turns a block's attention into joint local + memory attention for one
 /// forward pass. It only reads the bank; the caller writes the segment afterwards.
 pub struct JointAttention<'a> {
-    pub bank: &'a MemoryBank,
+    bank: &'a MemoryBank,
     /// Per-head gate logits `[H]`.
-    pub gate: &'a Tensor,
-    /// Retrieved tokens per query, K.
-    pub k_tokens: i64,
-    pub mode: JointMode,
+    gate: &'a Tensor,
+    mode: JointMode,
     /// MemTRM option: per-head log temperature `[H]`; queries and keys are L2-normalised and
     /// scores are `exp(τ_h)·q̂·k̂`. The bank must then hold normalised keys.
-    pub log_temperature: Option<&'a Tensor>,
-    /// The last retrieval's chunk indices `[B, H, T, K/c]`, for diagnostics.
-    pub retrieved_chunks: RefCell<Option<Tensor>>,
+    log_temperature: Option<&'a Tensor>,
     /// Charges retrieval and joint attention time, when profiling.
-    pub clock: Option<&'a StageClock>,
+    clock: Option<&'a StageClock>,
 }
 
 impl<'a> JointAttention<'a> {
-    pub fn new(bank: &'a MemoryBank, gate: &'a Tensor, k_tokens: i64, mode: JointMode) -> Self {
+    /// Joint attention over `bank` (K = its `top_k`), mixed by the per-head `gate` `[H]`.
+    pub fn new(bank: &'a MemoryBank, gate: &'a Tensor, mode: JointMode) -> Self {
         Self {
             bank,
             gate,
-            k_tokens,
             mode,
             log_temperature: None,
-            retrieved_chunks: RefCell::new(None),
             clock: None,
         }
+    }
+
+    /// With MemTRM's L2-normalised queries and keys scaled by `exp(log_temperature)` `[H]`
+    /// (`None`: plain 1/√d scores).
+    pub fn with_log_temperature(self, log_temperature: Option<&'a Tensor>) -> Self {
+        Self {
+            log_temperature,
+            ..self
+        }
+    }
+
+    /// Charging retrieval and joint attention time to `clock`, when given.
+    pub fn with_clock(self, clock: Option<&'a StageClock>) -> Self {
+        Self { clock, ..self }
     }
 }
 
@@ -65,7 +75,7 @@ pub fn l2_normalize(x: &Tensor) -> Tensor {
 }
 
 impl LayerAttention for JointAttention<'_> {
-    fn attend(&self, attn: &Attention, qkv: &Qkv, train: bool) -> Tensor {
+    fn attend(&self, attn: &Attention, qkv: &Qkv, train: bool) -> AttentionOutput {
         match self.clock {
             Some(clock) => clock.time_excluding(Stage::JointAttention, &[Stage::Retrieval], || {
                 self.joint(attn, qkv, train)
@@ -76,7 +86,7 @@ impl LayerAttention for JointAttention<'_> {
 }
 
 impl JointAttention<'_> {
-    fn joint(&self, attn: &Attention, qkv: &Qkv, train: bool) -> Tensor {
+    fn joint(&self, attn: &Attention, qkv: &Qkv, train: bool) -> AttentionOutput {
         let (_b, h, t, d) = qkv.q.size4().expect("q must be [B, H, T, d]");
         let (qkv, scale) = match self.log_temperature {
             None => (qkv.shallow_clone(), 1.0 / (d as f64).sqrt()),
@@ -93,14 +103,18 @@ impl JointAttention<'_> {
                 )
             }
         };
-        let retrieve = || self.bank.retrieve(&qkv.q, self.k_tokens);
+        let retrieve = || self.bank.retrieve(&qkv.q, self.bank.config().top_k);
         let retrieved = match self.clock {
             Some(clock) => clock.time(Stage::Retrieval, retrieve),
             None => retrieve(),
         }
-        .expect("k_tokens is validated against the chunk size when the model is built");
-        *self.retrieved_chunks.borrow_mut() = Some(retrieved.chunk_index.shallow_clone());
-        let Retrieved { keys, values, mask, .. } = retrieved;
+        .expect("top_k is validated against the chunk size when the bank is built");
+        let Retrieved {
+            keys,
+            values,
+            mask,
+            chunk_index,
+        } = retrieved;
         let kind = qkv.q.kind();
         let k_retrieved = mask.size()[3];
         let (keys, values) = (keys.to_kind(kind), values.to_kind(kind));
@@ -110,7 +124,7 @@ impl JointAttention<'_> {
             .to_kind(Kind::Float)
             .masked_fill(&mask.logical_not(), MASKED);
         let weighted = |probs: &Tensor| probs.unsqueeze(3).matmul(&values).squeeze_dim(3);
-        match self.mode {
+        let context = match self.mode {
             JointMode::Gated => {
                 let local = attn.local_scaled(&qkv, Some(scale), train);
                 let memory = weighted(&mem_scores.softmax(-1, Kind::Float).to_kind(kind));
@@ -127,6 +141,65 @@ impl JointAttention<'_> {
                 let local_probs = probs.narrow(-1, 0, t).dropout(attn.dropout(), train);
                 let mem_probs = probs.narrow(-1, t, k_retrieved);
                 local_probs.matmul(&qkv.v) + weighted(&mem_probs)
+            }
+        };
+        AttentionOutput {
+            context,
+            retrieved_chunks: Some(chunk_index),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::memory::{BankConfig, BankSharing, Eviction};
+    use crate::models::{Backbone, BackboneConfig};
+    use tch::{nn::VarStore, Device};
+
+    /// A bank of 2 rows holding 12 chunks of random keys, retrieving 3 chunks of 2 tokens.
+    fn filled_bank(n_head: i64, head_dim: i64) -> MemoryBank {
+        let mut bank = MemoryBank::new(BankConfig {
+            n_head,
+            head_dim,
+            capacity: 32,
+            chunk: 2,
+            top_k: 6,
+            batch: 2,
+            sharing: BankSharing::PerStream,
+            eviction: Eviction::Fifo,
+            kind: Kind::Float,
+            device: Device::Cpu,
+        })
+        .unwrap();
+        let keys = Tensor::randn([2, n_head, 24, head_dim], (Kind::Float, Device::Cpu));
+        bank.write(&keys, &keys.randn_like());
+        bank
+    }
+
+    #[test]
+    fn the_output_carries_the_chunks_the_bank_retrieves_for_the_same_queries() {
+        let vs = VarStore::new(Device::Cpu);
+        let backbone = Backbone::new(&vs.root(), &BackboneConfig::newgpt(30, 2, 2, 16, 32));
+        let attn = &backbone.blocks()[1].attn;
+        let qkv = tch::no_grad(|| attn.qkv(&Tensor::randn([2, 8, 16], (Kind::Float, Device::Cpu))));
+        let bank = filled_bank(2, 8);
+        let gate = Tensor::zeros([2], (Kind::Float, Device::Cpu));
+        let log_t = Tensor::full([2], 0.5, (Kind::Float, Device::Cpu));
+        let normalized = l2_normalize(&qkv.q) * log_t.exp().view([1, 2, 1, 1]);
+        for mode in [JointMode::Gated, JointMode::Concat] {
+            for (log_temperature, queries) in [(None, &qkv.q), (Some(&log_t), &normalized)] {
+                let hook = JointAttention::new(&bank, &gate, mode).with_log_temperature(log_temperature);
+                let out = tch::no_grad(|| hook.attend(attn, &qkv, false));
+                let expected = bank.retrieve(queries, 6).unwrap().chunk_index;
+                assert_eq!(expected.size(), [2, 2, 8, 3]);
+                assert!(
+                    bool::try_from(expected.ge(0).all()).unwrap(),
+                    "every query finds 3 chunks"
+                );
+                let got = out.retrieved_chunks.expect("joint attention reads memory");
+                assert!(got.equal(&expected), "{mode:?}, qk-norm {}", log_temperature.is_some());
+                assert_eq!(out.context.size(), [2, 2, 8, 8]);
             }
         }
     }

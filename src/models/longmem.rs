@@ -1,18 +1,21 @@
-//! LongMem (DESIGN.md §2.2): a frozen backbone whose memory layer's keys/values are cached
-//! in the bank, read back by a trainable SideNet.
+//! LongMem (Wang et al. 2023, "Augmenting Language Models with Long-Term Memory"): a frozen
+//! backbone whose memory layer's keys/values are cached in the bank, read back by a
+//! trainable SideNet.
 //!
 //! - SideNet of S layers in the backbone's block style, input `H[0]`; layer i is
 //!   initialised from backbone block `(i+1)·L/S − 1`; after layer i the cross-network
 //!   residual `H[(i+1)·L/S] − H[i·L/S]` is added; final LN initialised from the backbone's,
 //!   then the frozen backbone LM head. `H[L]` is already after the backbone's final LN and
-//!   the SideNet's own final LN is applied again, as in the reference code (§6).
+//!   the SideNet's own final LN is applied again, as in the paper's reference code.
 //! - One SideNet layer does joint attention ([`super::joint`]): its own queries retrieve
 //!   from the bank, whose keys/values are the backbone memory layer's, used as they are.
-//! - SideNet blocks use exact (erf) GELU and LN eps 1e-5 by default (§6), a switch.
+//! - SideNet blocks use exact (erf) GELU and LN eps 1e-5 by default, as the reference code
+//!   does; a switch.
+//! - K, the retrieved tokens per query, is the bank's ([`crate::memory::BankConfig::top_k`]).
 //! - Only SideNet weights and the gates train; the backbone runs without gradient.
 
 use super::backbone::Backbone;
-use super::block::Block;
+use super::block::{Block, LayerAttention};
 use super::config::{BackboneConfig, Gelu};
 use super::joint::{JointAttention, JointMode};
 use super::layers::layer_norm;
@@ -21,9 +24,9 @@ use crate::profile::{Stage, StageClock};
 use serde::{Deserialize, Serialize};
 use tch::{nn, nn::Module, Tensor};
 
-/// Resolved SideNet settings.
+/// Resolved SideNet settings. Unknown fields are accepted, so that run configs written when
+/// the SideNet also stored K (`k_tokens`) still parse.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
 pub struct SideNetConfig {
     /// S, a divisor of the backbone depth L.
     pub layers: i64,
@@ -33,8 +36,6 @@ pub struct SideNetConfig {
     pub layer_norm_eps: f64,
     pub dropout: f64,
     pub joint: JointMode,
-    /// Retrieved tokens per query, K.
-    pub k_tokens: i64,
 }
 
 #[derive(Debug, thiserror::Error, PartialEq)]
@@ -50,7 +51,7 @@ impl SideNetConfig {
     /// `backbone_memory_layer`: erf GELU, eps 1e-5, gated joint attention, and as memory
     /// layer the SideNet layer initialised from the backbone's memory layer (or, when no
     /// SideNet layer is, the one initialised from the nearest block).
-    pub fn paper(n_layer: i64, layers: i64, backbone_memory_layer: i64, k_tokens: i64) -> Result<Self, SideNetError> {
+    pub fn paper(n_layer: i64, layers: i64, backbone_memory_layer: i64) -> Result<Self, SideNetError> {
         if layers <= 0 || n_layer % layers != 0 {
             return Err(SideNetError::Depth { s: layers, l: n_layer });
         }
@@ -64,7 +65,6 @@ impl SideNetConfig {
             layer_norm_eps: 1e-5,
             dropout: 0.1,
             joint: JointMode::Gated,
-            k_tokens,
         })
     }
 
@@ -192,20 +192,22 @@ impl LongMem {
         clock: &StageClock,
     ) -> (Tensor, Vec<Tensor>, Tensor) {
         let stride = (hidden.len() as i64 - 1) / self.config.layers;
-        let mut hook = JointAttention::new(bank, &self.gate, self.config.k_tokens, self.config.joint);
-        hook.clock = clock.enabled().then_some(clock);
+        let hook =
+            JointAttention::new(bank, &self.gate, self.config.joint).with_clock(clock.enabled().then_some(clock));
         let mut x = hidden[0].shallow_clone();
         let mut side_hidden = vec![x.shallow_clone()];
+        let mut retrieved_chunks = None;
         for (i, block) in self.blocks.iter().enumerate() {
             let i = i as i64;
-            let layer_hook = (i == self.config.memory_layer).then_some(&hook as &dyn super::LayerAttention);
+            let layer_hook = (i == self.config.memory_layer).then_some(&hook as &dyn LayerAttention);
             let out = block.forward(&x, train, layer_hook);
+            retrieved_chunks = retrieved_chunks.or(out.retrieved_chunks);
             let residual = &hidden[((i + 1) * stride) as usize] - &hidden[(i * stride) as usize];
             x = out.hidden + residual;
             side_hidden.push(x.shallow_clone());
         }
         let logits = self.backbone.head(&self.ln_f.forward(&x));
-        let retrieved_chunks = hook.retrieved_chunks.borrow_mut().take().expect("the memory layer ran");
+        let retrieved_chunks = retrieved_chunks.expect("the memory layer read the bank");
         (logits, side_hidden, retrieved_chunks)
     }
 }

@@ -1,8 +1,9 @@
-//! MemTRM-style coupled memory (DESIGN.md §2.3, §6): the memory bank and gated joint
-//! attention live inside the backbone itself. The backbone's memory layer retrieves with
-//! its own queries from a bank filled with its own keys and values, and a subset of
-//! backbone blocks trains (default the odd-indexed ones, as the paper's re-implementation),
-//! so cached keys go stale as the writer changes.
+//! MemTRM-style coupled memory (the LongMem paper's baseline, after Wu et al. 2022,
+//! "Memorizing Transformers"): the memory bank and gated joint attention live inside the
+//! backbone itself. The backbone's memory layer retrieves with its own queries from a bank
+//! filled with its own keys and values, and a subset of backbone blocks trains (default
+//! the odd-indexed ones, as the paper's re-implementation), so cached keys go stale as the
+//! writer changes.
 //!
 //! Options from the original MemTRM: L2-normalised queries and keys with a learned per-head
 //! temperature, and token-level retrieval (chunk size 1, set on the bank).
@@ -35,15 +36,15 @@ impl TrainableBlocks {
     }
 }
 
+/// Resolved MemTRM settings; K is the bank's ([`crate::memory::BankConfig::top_k`]).
+/// Unknown fields are accepted, so that run configs written when this section also stored K
+/// (`k_tokens`) still parse.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
 pub struct MemTrmConfig {
     pub trainable: TrainableBlocks,
     /// L2-normalised q/k with a learned per-head temperature.
     pub qk_norm: bool,
     pub joint: JointMode,
-    /// Retrieved tokens per query, K.
-    pub k_tokens: i64,
 }
 
 /// One MemTRM forward pass.
@@ -103,13 +104,17 @@ impl MemTrm {
     /// [`MemTrm::forward`], charging retrieval and joint attention to `clock` and the rest
     /// of the backbone to its backbone stage.
     pub fn forward_timed(&self, tokens: &Tensor, bank: &MemoryBank, train: bool, clock: &StageClock) -> MemTrmOutput {
-        let mut hook = JointAttention::new(bank, &self.gate, self.config.k_tokens, self.config.joint);
-        hook.log_temperature = self.log_temperature.as_ref();
-        hook.clock = clock.enabled().then_some(clock);
+        let hook = JointAttention::new(bank, &self.gate, self.config.joint)
+            .with_log_temperature(self.log_temperature.as_ref())
+            .with_clock(clock.enabled().then_some(clock));
         let out = clock.time_excluding(Stage::Backbone, &[Stage::Retrieval, Stage::JointAttention], || {
             self.backbone.forward_with(tokens, train, Some(&hook))
         });
-        let retrieved_chunks = hook.retrieved_chunks.borrow_mut().take().expect("the memory layer ran");
+        let retrieved_chunks = out
+            .retrieved_chunks
+            .as_ref()
+            .expect("the memory layer read the bank")
+            .shallow_clone();
         let keys = out.memory_qkv.k.detach();
         let memory_keys = if self.config.qk_norm { l2_normalize(&keys) } else { keys };
         let memory_values = out.memory_qkv.v.detach();

@@ -1,9 +1,8 @@
-//! Loading and saving weights as safetensors by tensor name (DESIGN.md §2.1).
+//! Loading and saving weights as safetensors by tensor name.
 //!
 //! A `VarStore` built by [`super::Backbone::new`] has exactly the checkpoint's names, so
-//! loading is a name lookup. For `gpt2`, Hugging Face files load unchanged: an optional
-//! `transformer.` prefix is stripped, the causal-mask buffers `attn.bias` and
-//! `attn.masked_bias` and the tied `lm_head.weight` are skipped.
+//! loading is a name lookup after the family's own mapping ([`super::family::Family::model_name`]:
+//! for `gpt2`, Hugging Face files load unchanged).
 
 use super::config::BlockStyle;
 use crate::fsutil::temp_path;
@@ -54,30 +53,18 @@ pub enum WeightsError {
     },
 }
 
-/// Maps a checkpoint name to the model's name; `None` means the tensor is not a weight of
-/// this model and is skipped.
-fn model_name(name: &str, style: BlockStyle) -> Option<&str> {
-    let name = name.strip_prefix("transformer.").unwrap_or(name);
-    match style {
-        BlockStyle::Gpt2 => {
-            let buffer = name.ends_with(".attn.bias") || name.ends_with(".attn.masked_bias");
-            (!buffer && name != "lm_head.weight").then_some(name)
-        }
-        BlockStyle::Newgpt => Some(name),
-    }
-}
-
-/// Copies every variable of `vs` from the safetensors file at `path`. Every variable must be
-/// present with its exact shape; dtypes are converted. Nothing is copied unless all checks
-/// pass.
+/// Copies every variable of `vs` from the safetensors file at `path`, whose tensors carry
+/// `style`'s checkpoint names. Every variable must be present with its exact shape; dtypes
+/// are converted. Nothing is copied unless all checks pass.
 pub fn load_safetensors(vs: &VarStore, path: &Path, style: BlockStyle) -> Result<(), WeightsError> {
     let tensors = Tensor::read_safetensors(path).map_err(|source| WeightsError::Read {
         path: path.to_path_buf(),
         source,
     })?;
+    let family = super::family(style);
     let mut by_name: BTreeMap<String, Tensor> = tensors
         .into_iter()
-        .filter_map(|(name, tensor)| model_name(&name, style).map(|n| (n.to_string(), tensor)))
+        .filter_map(|(name, tensor)| family.model_name(&name).map(|n| (n.to_string(), tensor)))
         .collect();
     let variables = vs.variables();
     let mut names: Vec<&String> = variables.keys().collect();
