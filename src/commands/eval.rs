@@ -9,54 +9,23 @@ use crate::cli::EvalArgs;
 use crate::data::SegmentStream;
 use crate::device::measure_matmul_peak;
 use crate::eval::cost::{forward_flops_per_token, CostReport};
-use crate::eval::icl::{self, IclRow, IclSpec, IclSummary, IclTask};
-use crate::eval::{segments_to_cover, stream_nll_bucketed, NllTotals, PAPER_LENGTH_EDGES};
-use crate::fsutil::write_json_atomic;
+use crate::eval::icl::{self, IclSpec, IclTask};
+use crate::eval::result::{EvalResult, IclResult, MemorySettings};
+use crate::eval::{segments_to_cover, stream_nll_bucketed, PAPER_LENGTH_EDGES};
 use crate::harness::build::{self, Split};
 use crate::harness::spec::{DataSpec, Spec};
 use crate::models::{weights, BlockStyle};
 use crate::profile::StageClock;
 use crate::train::{Learner, Method};
 use anyhow::{bail, Context};
-use serde::Serialize;
 
-#[derive(Serialize)]
-struct EvalReport<'a> {
-    method: String,
-    /// Local window the evaluation ran with ("far" is always relative to the spec's).
-    window: usize,
-    /// Memory gates closed (the no-memory ablation).
-    memory_gates_closed: bool,
-    /// Held-out documents per batch row (generators), or every held-out document (corpora).
-    documents_per_row: u64,
-    totals: &'a NllTotals,
-    perplexity: f64,
-    far_nll: f64,
-    near_nll: f64,
-    far_hit_rate_any_head: Option<f64>,
-    cost: CostReport,
-    /// σ(g_h) per head of the memory layer's gate, for memory methods.
-    memory_gates: Option<Vec<f64>>,
-    /// The memory the evaluation ran with, for memory methods.
-    memory: Option<MemorySettings>,
-}
-
-/// Memory size M, chunk size c and retrieved tokens K (evaluation-time settings).
-#[derive(Serialize)]
-struct MemorySettings {
-    size: i64,
-    chunk: i64,
-    top_k: i64,
-}
-
-impl MemorySettings {
-    fn of(spec: &Spec, learner: &Learner) -> Option<Self> {
-        learner.bank().map(|_| Self {
-            size: spec.memory.size,
-            chunk: spec.memory.chunk,
-            top_k: spec.memory.k,
-        })
-    }
+/// The memory the evaluation runs with, for memory methods.
+fn memory_settings(spec: &Spec, learner: &Learner) -> Option<MemorySettings> {
+    learner.bank().map(|_| MemorySettings {
+        size: spec.memory.size,
+        chunk: spec.memory.chunk,
+        top_k: spec.memory.k,
+    })
 }
 
 pub fn run(args: &EvalArgs) -> anyhow::Result<()> {
@@ -122,17 +91,6 @@ pub fn evaluate_spec(spec: Spec, args: &EvalArgs, out: &std::path::Path) -> anyh
     }
 }
 
-#[derive(Serialize)]
-struct IclReport<'a> {
-    method: String,
-    memory_gates_closed: bool,
-    window: usize,
-    settings: &'a IclSpec,
-    memory: Option<MemorySettings>,
-    summary: Vec<IclSummary>,
-    rows: Vec<IclRow>,
-}
-
 /// The in-context learning evaluation: `icl.json` (`icl-nomemory.json` with the gates closed).
 fn in_context(
     args: &EvalArgs,
@@ -171,16 +129,16 @@ fn in_context(
             s.seeds
         );
     }
-    let report = IclReport {
+    let report = IclResult {
         method: spec.method.to_string(),
         memory_gates_closed: args.no_memory,
         window: spec.segment_len,
-        settings: icl,
-        memory: MemorySettings::of(spec, learner),
+        settings: icl.clone(),
+        memory: memory_settings(spec, learner),
         summary,
         rows,
     };
-    write_json_atomic(&path, &report).with_context(|| format!("writing {}", path.display()))?;
+    report.write(&path)?;
     println!("  -> {}", path.display());
     Ok(())
 }
@@ -231,22 +189,23 @@ fn perplexity(
         device,
     );
     let hit_rate = learner.bank().map(|_| totals.hit_rate_any_head());
-    let report = EvalReport {
+    let report = EvalResult {
         method: spec.method.to_string(),
         window,
         memory_gates_closed: args.no_memory,
         documents_per_row: documents,
-        totals: &totals,
         perplexity: totals.perplexity(),
         far_nll: totals.far_mean(),
         near_nll: totals.near_mean(),
+        totals,
         far_hit_rate_any_head: hit_rate,
         cost,
         memory_gates: memory_gates(learner),
-        memory: MemorySettings::of(&spec, learner),
+        memory: memory_settings(&spec, learner),
     };
+    let totals = &report.totals;
     let path = out.join(output_name("eval", args, &spec));
-    write_json_atomic(&path, &report).with_context(|| format!("writing {}", path.display()))?;
+    report.write(&path)?;
     // Corpora without known answers have no near/far tokens: print "-" rather than NaN.
     let known = |count: f64, value: f64, digits: usize| {
         if count > 0.0 {

@@ -3,6 +3,7 @@
 pub mod cost;
 pub mod icl;
 pub mod perplexity;
+pub mod result;
 
 use crate::harness::spec::MemorySpec;
 
