@@ -41,7 +41,8 @@ pub struct Collected {
     pub counts: (usize, usize, usize),
 }
 
-/// Reads every finished eval and icl run of `experiments`.
+/// Reads every finished eval and icl run of `experiments`. Only their run directories are
+/// read: the experiments' data and weights need not be on this machine.
 pub fn collect(files: &[std::path::PathBuf]) -> anyhow::Result<Collected> {
     let mut experiments = Vec::new();
     let mut rows = Vec::new();
@@ -49,7 +50,7 @@ pub fn collect(files: &[std::path::PathBuf]) -> anyhow::Result<Collected> {
     let (mut planned, mut finished, mut failed) = (0, 0, 0);
     for file in files {
         let experiment = Experiment::load(file)?;
-        let runs = experiment.plan()?;
+        let runs = experiment.plan_checking(false)?;
         for run in &runs {
             planned += 1;
             match status(&run.dir) {
