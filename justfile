@@ -4,6 +4,10 @@
 
 set shell := ["bash", "-euo", "pipefail", "-c"]
 
+# Recipe arguments reach each line as "$@" (and $1, $2, ...), so `just run tokenize "hello
+# world"` passes `hello world` as one argument, as it was given.
+set positional-arguments
+
 export LIBTORCH := `scripts/setup-libtorch.sh`
 
 # List the recipes.
@@ -47,7 +51,7 @@ test-faiss:
 # results/bench/BENCH.md and bench.csv. ARGS go to `longmem bench` (e.g. --device cuda).
 bench *ARGS: build-dev
     python3 -c 'import faiss, numpy' 2>/dev/null || python3 -m pip install --quiet faiss-cpu numpy || echo "faiss-cpu could not be installed: the comparison will be skipped"
-    cargo run --quiet -- bench {{ARGS}}
+    cargo run --quiet -- bench "$@"
 
 # Release build of the `longmem` binary (runs without LD_LIBRARY_PATH: libtorch's path is embedded).
 build:
@@ -57,9 +61,10 @@ build:
 build-dev:
     cargo build
 
+# Arguments are passed through as given, quoted ones whole (`just run tokenize "hello world"`).
 # Run the CLI, e.g. `just run doctor` or `just run train experiments/tiny/pretrain.toml`.
 run *ARGS:
-    cargo run --quiet -- {{ARGS}}
+    cargo run --quiet -- "$@"
 
 # Format the code.
 fmt:
