@@ -242,6 +242,33 @@ fn headline(v: &View, labels: &[String]) -> String {
     format!("\n## Held-out language modelling\n\n{}", table(&header, &rows))
 }
 
+/// A memory setting swept at evaluation: `key` varies, `fixed_key` stays at each model's
+/// trained value.
+struct MemorySweep {
+    key: &'static str,
+    fixed_key: &'static str,
+    title: &'static str,
+    stem: &'static str,
+    x_label: &'static str,
+}
+
+const MEMORY_SWEEPS: [MemorySweep; 2] = [
+    MemorySweep {
+        key: "memory_size",
+        fixed_key: "chunk",
+        title: "Perplexity vs memory size",
+        stem: "perplexity_vs_memory",
+        x_label: "memory size M (tokens)",
+    },
+    MemorySweep {
+        key: "chunk",
+        fixed_key: "memory_size",
+        title: "Chunk-size ablation",
+        stem: "chunk_ablation",
+        x_label: "chunk size c (tokens)",
+    },
+];
+
 /// Perplexity (overall and beyond the window) against memory size at each model's trained
 /// chunk, and against chunk size at its trained memory size, when swept.
 fn memory_sections(v: &View, labels: &[String], out: &Path, prefix: &str) -> anyhow::Result<String> {
@@ -249,95 +276,87 @@ fn memory_sections(v: &View, labels: &[String], out: &Path, prefix: &str) -> any
         return Ok(String::new());
     }
     let mut md = String::new();
-    for (key, fixed_key, title, stem, x_label) in [
-        (
-            "memory_size",
-            "chunk",
-            "Perplexity vs memory size",
-            "perplexity_vs_memory",
-            "memory size M (tokens)",
-        ),
-        (
-            "chunk",
-            "memory_size",
-            "Chunk-size ablation",
-            "chunk_ablation",
-            "chunk size c (tokens)",
-        ),
-    ] {
-        let xs = v.values(key);
+    for sweep in &MEMORY_SWEEPS {
+        let xs = v.values(sweep.key);
         if xs.len() < 2 {
             continue;
         }
         let mut section = String::new();
         for (metric, suffix) in [(&PERPLEXITY, ""), (&FAR_PERPLEXITY, "_far")] {
-            let what = metric.description;
-            let at = |l: &str, x: &str| {
-                let r = v.references.get(l)?;
-                let fixed = if fixed_key == "chunk" { &r.chunk } else { &r.memory_size };
-                v.find(l, metric.name, &[(key, x), (fixed_key, fixed), ("top_k", &r.top_k)])
-                    .filter(|row| row.params.contains_key(key))
-            };
-            let mut series = Vec::new();
-            let mut rows = Vec::new();
-            for l in labels {
-                let points: Vec<(f64, f64, f64)> = xs
-                    .iter()
-                    .filter_map(|x| at(l, x).map(|row| (x.parse().unwrap_or(0.0), row.mean, row.ci95)))
-                    .collect();
-                if points.is_empty() {
-                    // Plain: one value, drawn flat across the sweep.
-                    if let Some(p) = v.find(l, metric.name, &[]).filter(|row| !row.params.contains_key(key)) {
-                        let flat = xs.iter().map(|x| (x.parse().unwrap_or(0.0), p.mean, p.ci95)).collect();
-                        series.push(Series {
-                            name: format!("{l} (no memory)"),
-                            points: flat,
-                        });
-                    }
-                    continue;
-                }
-                let mut row = vec![l.clone()];
-                row.extend(xs.iter().map(|x| cell(at(l, x), metric.digits)));
-                rows.push(row);
-                series.push(Series {
-                    name: l.clone(),
-                    points,
-                });
-            }
-            // Swept means some model has two or more points; otherwise there is no ablation.
-            if rows.is_empty()
-                || series
-                    .iter()
-                    .all(|s| s.name.ends_with("(no memory)") || s.points.len() < 2)
-            {
-                continue;
-            }
-            let png = line_chart(
-                &out.join(format!("{prefix}{stem}{suffix}")),
-                &format!("{title}: {what}"),
-                x_label,
-                what,
-                &series,
-                true,
-            )?;
-            let mut header = vec!["method".to_string()];
-            header.extend(xs.iter().map(|x| format!("{key} = {x}")));
-            let _ = write!(
-                section,
-                "\n{}:\n\n{}\n![{title}, {what}]({})\n",
-                what[..1].to_uppercase() + &what[1..],
-                table(&header, &rows),
-                png.file_name().unwrap_or_default().to_string_lossy()
-            );
+            let stem = out.join(format!("{prefix}{}{suffix}", sweep.stem));
+            section += &memory_sweep_part(v, labels, sweep, &xs, metric, &stem)?;
         }
         if !section.is_empty() {
             let _ = write!(
                 md,
-                "\n## {title}\n\nEach model at its trained {fixed_key} and top-K; each point evaluates the same trained model.\n{section}"
+                "\n## {}\n\nEach model at its trained {} and top-K; each point evaluates the same trained model.\n{section}",
+                sweep.title, sweep.fixed_key
             );
         }
     }
     Ok(md)
+}
+
+/// One metric of a memory sweep at the values `xs`: its table, and its chart in `stem`.png;
+/// nothing when no model has two or more points.
+fn memory_sweep_part(
+    v: &View,
+    labels: &[String],
+    sweep: &MemorySweep,
+    xs: &[String],
+    metric: &Metric,
+    stem: &Path,
+) -> anyhow::Result<String> {
+    let (key, fixed_key, title, what) = (sweep.key, sweep.fixed_key, sweep.title, metric.description);
+    let at = |l: &str, x: &str| {
+        let r = v.references.get(l)?;
+        let fixed = if fixed_key == "chunk" { &r.chunk } else { &r.memory_size };
+        v.find(l, metric.name, &[(key, x), (fixed_key, fixed), ("top_k", &r.top_k)])
+            .filter(|row| row.params.contains_key(key))
+    };
+    let mut series = Vec::new();
+    let mut rows = Vec::new();
+    for l in labels {
+        let points: Vec<(f64, f64, f64)> = xs
+            .iter()
+            .filter_map(|x| at(l, x).map(|row| (x.parse().unwrap_or(0.0), row.mean, row.ci95)))
+            .collect();
+        if points.is_empty() {
+            // Plain: one value, drawn flat across the sweep.
+            if let Some(p) = v.find(l, metric.name, &[]).filter(|row| !row.params.contains_key(key)) {
+                let flat = xs.iter().map(|x| (x.parse().unwrap_or(0.0), p.mean, p.ci95)).collect();
+                series.push(Series {
+                    name: format!("{l} (no memory)"),
+                    points: flat,
+                });
+            }
+            continue;
+        }
+        let mut row = vec![l.clone()];
+        row.extend(xs.iter().map(|x| cell(at(l, x), metric.digits)));
+        rows.push(row);
+        series.push(Series {
+            name: l.clone(),
+            points,
+        });
+    }
+    // Swept means some model has two or more points; otherwise there is no ablation.
+    if rows.is_empty()
+        || series
+            .iter()
+            .all(|s| s.name.ends_with("(no memory)") || s.points.len() < 2)
+    {
+        return Ok(String::new());
+    }
+    let png = line_chart(stem, &format!("{title}: {what}"), sweep.x_label, what, &series, true)?;
+    let mut header = vec!["method".to_string()];
+    header.extend(xs.iter().map(|x| format!("{key} = {x}")));
+    Ok(format!(
+        "\n{}:\n\n{}\n![{title}, {what}]({})\n",
+        what[..1].to_uppercase() + &what[1..],
+        table(&header, &rows),
+        png.file_name().unwrap_or_default().to_string_lossy()
+    ))
 }
 
 fn depth_section(v: &View, out: &Path, prefix: &str) -> anyhow::Result<String> {
