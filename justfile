@@ -4,6 +4,10 @@
 
 set shell := ["bash", "-euo", "pipefail", "-c"]
 
+# Recipe arguments reach each line as "$@" (and $1, $2, ...), so `just run tokenize "hello
+# world"` passes `hello world` as one argument, as it was given.
+set positional-arguments
+
 export LIBTORCH := `scripts/setup-libtorch.sh`
 
 # List the recipes.
@@ -20,9 +24,25 @@ reproduce: build-dev
     cargo run --quiet -- sweep experiments/reproduce-icl.toml
     cargo run --quiet -- report experiments/reproduce.toml experiments/reproduce-icl.toml --out results/reproduce
 
-# The test suite (CPU; CUDA tests skip themselves without a GPU).
+# Tests that need what a machine lacks skip themselves, each printing a line
+# `SKIPPED: <test>: <reason>`; test-cuda, test-slurm and test-faiss run them or fail.
+# The test suite (CPU; tests needing a GPU, Slurm, faiss-cpu or just print SKIPPED lines).
 test:
     cargo test --workspace --no-fail-fast
+
+# The GPU tests (tests/cuda.rs), failing instead of skipping without a CUDA device.
+test-cuda:
+    LONGMEM_REQUIRE=cuda cargo test --test cuda
+
+# Needs Debian's slurm-wlm and munge, and root to start a private local Slurm.
+# The real-Slurm test (tests/slurm.rs), failing instead of skipping where Slurm cannot start.
+test-slurm:
+    LONGMEM_REQUIRE=slurm cargo test --test slurm
+
+# The bench tests (tests/bench.rs) with faiss-cpu (pip-installed if missing), failing without it.
+test-faiss:
+    python3 -c 'import faiss, numpy' 2>/dev/null || python3 -m pip install --quiet faiss-cpu numpy
+    LONGMEM_REQUIRE=faiss cargo test --test bench
 
 # Benchmarks on this machine, CPU by default (about 5 minutes on 2 cores): exact retrieval at
 # the paper's shape and over memory x chunk size, with faiss-cpu IndexFlatIP side by side
@@ -31,7 +51,7 @@ test:
 # results/bench/BENCH.md and bench.csv. ARGS go to `longmem bench` (e.g. --device cuda).
 bench *ARGS: build-dev
     python3 -c 'import faiss, numpy' 2>/dev/null || python3 -m pip install --quiet faiss-cpu numpy || echo "faiss-cpu could not be installed: the comparison will be skipped"
-    cargo run --quiet -- bench {{ARGS}}
+    cargo run --quiet -- bench "$@"
 
 # Release build of the `longmem` binary (runs without LD_LIBRARY_PATH: libtorch's path is embedded).
 build:
@@ -41,9 +61,10 @@ build:
 build-dev:
     cargo build
 
+# Arguments are passed through as given, quoted ones whole (`just run tokenize "hello world"`).
 # Run the CLI, e.g. `just run doctor` or `just run train experiments/tiny/pretrain.toml`.
 run *ARGS:
-    cargo run --quiet -- {{ARGS}}
+    cargo run --quiet -- "$@"
 
 # Format the code.
 fmt:

@@ -1,5 +1,6 @@
-//! CUDA paths: the same code on a GPU. Every test here skips (with a printed reason) on a
-//! machine without CUDA, such as CI's.
+//! CUDA paths: the same code on a GPU. Every test here skips on a machine without CUDA, such
+//! as CI's, printing a `SKIPPED:` line ([`common::skip`]); `just test-cuda` runs them and
+//! fails where there is no GPU.
 
 mod common;
 
@@ -13,7 +14,10 @@ fn cuda() -> Option<Device> {
     if tch::Cuda::is_available() {
         Some(Device::Cuda(0))
     } else {
-        eprintln!("skipped: no CUDA device");
+        common::skip(
+            "cuda",
+            "no CUDA device here (`just test-cuda` runs this on a machine with a GPU)",
+        );
         None
     }
 }

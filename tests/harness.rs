@@ -270,6 +270,51 @@ fn two_shards_in_parallel_equal_one_process_and_the_report_has_every_run() {
 }
 
 #[test]
+fn the_report_reads_run_directories_without_the_corpus() {
+    // A finished sweep over a text corpus whose directory is then deleted, as on a machine
+    // that has the runs but not the data: the report reads the runs and comes out the same.
+    let dir = tempfile::tempdir().unwrap();
+    let corpus = dir.path().join("corpus");
+    std::fs::create_dir_all(&corpus).unwrap();
+    for i in 0..4 {
+        let text = format!("document {i} says {}. ", i * 7).repeat(8 + 4 * i);
+        std::fs::write(corpus.join(format!("d{i}.txt")), text).unwrap();
+    }
+    let file = dir.path().join("mini.toml");
+    let text = base_text()
+        .replace(
+            "kind = \"recall\"\ndoc_tokens = 64",
+            "kind = \"text_dir\"\npath = \"corpus\"\ntokenizer = \"byte\"\nholdout = 0.5",
+        )
+        .replace("\"data.doc_tokens\" = 16\n", "")
+        .replace("steps = 30", "steps = 4")
+        .replace("\"train.steps\" = 20", "\"train.steps\" = 4");
+    std::fs::write(&file, text + "\n[sweep]\nmethod = [\"longmem\", \"plain\"]\n").unwrap();
+    longmem().args(["-q", "sweep"]).arg(&file).assert().success();
+    let report = |out: &Path| {
+        longmem()
+            .arg("report")
+            .arg(&file)
+            .arg("--out")
+            .arg(out)
+            .assert()
+            .success();
+        let read = |name: &str| std::fs::read_to_string(out.join(name)).unwrap();
+        (read("REPORT.md"), read("runs.csv"))
+    };
+    let with_corpus = report(&dir.path().join("with"));
+    std::fs::remove_dir_all(&corpus).unwrap();
+    let without = report(&dir.path().join("without"));
+    assert!(without.0.contains("5 planned, 5 finished"), "{}", without.0);
+    assert!(
+        without.0.contains("- longmem trained with memory size M = 32"),
+        "{}",
+        without.0
+    );
+    assert_eq!(without, with_corpus);
+}
+
+#[test]
 fn a_failing_run_is_marked_failed_with_its_reason_and_the_sweep_goes_on() {
     // Two plain runs; the one at an absurd learning rate diverges (a NaN loss).
     let dir = tempfile::tempdir().unwrap();

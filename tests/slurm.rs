@@ -1,7 +1,9 @@
 //! A real single-node Slurm (Debian's slurm-wlm, started by `tests/slurm/local-slurm.sh`):
 //! a sweep submitted as a job array ends with the same table as a local run, and a task
 //! signalled mid-training checkpoints, requeues itself and completes with nothing lost or
-//! duplicated. Skipped, with the reason printed, where Slurm is not installed or not root.
+//! duplicated. Skipped, with a `SKIPPED:` line giving the reason ([`common::skip`]), where
+//! Slurm is not installed or cannot start (it needs root); `just test-slurm` fails there
+//! instead.
 
 mod common;
 
@@ -21,7 +23,10 @@ impl Slurm {
             .into_iter()
             .find(|p| which(p).is_none());
         if let Some(p) = missing {
-            eprintln!("skipped: {p} is not installed (apt-get install slurm-wlm munge)");
+            common::skip(
+                "slurm",
+                &format!("{p} is not installed (apt-get install slurm-wlm munge)"),
+            );
             return None;
         }
         let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/slurm/local-slurm.sh");
@@ -29,18 +34,17 @@ impl Slurm {
             .arg(&script)
             .arg("up")
             .arg(root)
-            .status()
-            .ok()?;
-        if !up.success() {
-            eprintln!(
-                "skipped: a local Slurm could not be started (see {}/log)",
-                root.display()
-            );
+            .status();
+        if !up.as_ref().is_ok_and(|s| s.success()) {
             let _ = std::process::Command::new("bash")
                 .arg(&script)
                 .arg("down")
                 .arg(root)
                 .status();
+            common::skip(
+                "slurm",
+                &format!("a local Slurm could not be started (see {}/log)", root.display()),
+            );
             return None;
         }
         Some(Self {

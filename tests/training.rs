@@ -380,7 +380,7 @@ fn eval_reports_memory_methods_and_the_long_window_reference() {
 #[test]
 fn f16_on_a_machine_without_cuda_is_refused_not_run_in_f32() {
     if tch::Cuda::is_available() {
-        eprintln!("skipped: this machine has CUDA, so f16 would run");
+        common::skip("no-cuda", "this machine has CUDA, so f16 would run");
         return;
     }
     let dir = tempfile::tempdir().unwrap();

@@ -4,23 +4,26 @@
 //! The FLOPs counted are the methods' useful forward FLOPs (methods/flops.rs).
 
 use crate::profile::{Stage, StageClock};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
-/// The cost section of an evaluation report.
-#[derive(Debug, Clone, Serialize)]
+/// The cost section of an evaluation result ([`super::result::EvalResult`]).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct CostReport {
     pub wall_seconds: f64,
     /// Token positions processed (batch rows × window × segments, padding included).
     pub positions: f64,
+    #[serde(deserialize_with = "super::result::nan_if_null")]
     pub positions_per_second: f64,
-    /// Microseconds per token position, by stage.
-    pub latency_us_per_position: BTreeMap<&'static str, f64>,
+    /// Microseconds per token position, by stage ([`Stage::name`]).
+    pub latency_us_per_position: BTreeMap<String, f64>,
     pub peak_rss_bytes: Option<u64>,
     pub flops_per_position: f64,
+    #[serde(deserialize_with = "super::result::nan_if_null")]
     pub achieved_gflops: f64,
     pub peak_gflops: f64,
     /// achieved / peak.
+    #[serde(deserialize_with = "super::result::nan_if_null")]
     pub mfu: f64,
 }
 
@@ -35,7 +38,7 @@ impl CostReport {
         let latency = Stage::ALL
             .iter()
             .filter(|&&s| clock.spent(s).as_nanos() > 0)
-            .map(|&s| (s.name(), clock.spent(s).as_secs_f64() * 1e6 / positions))
+            .map(|&s| (s.name().to_string(), clock.spent(s).as_secs_f64() * 1e6 / positions))
             .collect();
         let achieved = flops_per_position * positions / wall_seconds / 1e9;
         Self {

@@ -263,7 +263,7 @@ pub struct IclRow {
 }
 
 /// Mean and standard deviation over seeds at one (local, memory) setting.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct IclSummary {
     pub task: String,
     pub local_shots: usize,

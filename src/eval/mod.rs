@@ -1,8 +1,11 @@
 //! Evaluation (DESIGN.md §3). Evaluation never trains.
 
 pub mod cost;
+mod describe;
 pub mod icl;
 pub mod perplexity;
+pub mod result;
+pub mod run;
 
 use crate::memory::MemorySpec;
 

@@ -4,9 +4,7 @@
 //! restarts from its last checkpoint), failures recorded with their reason.
 
 use super::experiment::{Experiment, PlannedRun, Stage};
-use super::stage::{train_run, TrainRequest, TrainResult};
-use crate::cli::EvalArgs;
-use crate::commands::eval::evaluate_spec;
+use super::stage::{evaluate_run, train_run, EvalOptions, EvalRequest, TrainRequest, TrainResult};
 use crate::device::Versions;
 use crate::fsutil::write_json_atomic;
 use anyhow::{bail, Context};
@@ -248,21 +246,24 @@ fn execute_stage(experiment: &Experiment, run: &PlannedRun) -> anyhow::Result<()
             }
         }
         Stage::Eval | Stage::Icl => {
-            let point = run.eval.clone().unwrap_or_default();
-            let args = EvalArgs {
-                spec: experiment.file.clone(),
+            let options = EvalOptions {
                 documents: experiment.eval.documents,
-                window: None,
-                no_memory: false,
-                memory_size: point.memory_size,
-                chunk: point.chunk,
-                top_k: point.top_k,
+                memory: run.eval.clone().unwrap_or_default(),
                 length_buckets: experiment.eval.length_buckets.clone(),
                 icl_only: run.stage == Stage::Icl,
                 no_icl: run.stage == Stage::Eval,
                 seed_offset: experiment.eval.seed_offset,
+                ..EvalOptions::default()
             };
-            evaluate_spec(run.spec.clone(), &run.weights_dir, &args, &run.dir)
+            let outcome = evaluate_run(&EvalRequest {
+                spec: &run.spec,
+                weights_dir: &run.weights_dir,
+                out_dir: &run.dir,
+                options: &options,
+                spec_name: &experiment.file,
+            })?;
+            print!("{}", outcome.describe(&run.weights_dir.display().to_string()));
+            Ok(())
         }
     }
 }

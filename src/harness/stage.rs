@@ -3,8 +3,13 @@
 //! evaluates a trained run. The sweep runner (harness/runner.rs) and the CLI
 //! (commands/train.rs, commands/eval.rs) both call them.
 
+use super::experiment::EvalPoint;
 use crate::config::{self, Spec};
+use crate::eval::result::{EvalResult, IclResult};
+use crate::eval::run::{self, PerplexitySettings};
+use crate::eval::{result_file_name, PAPER_LENGTH_EDGES};
 use crate::fsutil::write_json_atomic;
+use crate::models::{weights, BlockStyle};
 use crate::train::{train, Outcome, TrainSummary};
 use anyhow::{bail, Context};
 use std::path::{Path, PathBuf};
@@ -72,4 +77,162 @@ pub fn train_run(request: &TrainRequest) -> anyhow::Result<TrainResult> {
 fn finished_summary(dir: &Path) -> Option<TrainSummary> {
     let text = std::fs::read_to_string(dir.join("train_summary.json")).ok()?;
     serde_json::from_str(&text).ok()
+}
+
+/// How to evaluate a trained run (the `longmem eval` flags; an experiment's `[eval]` and
+/// evaluation point).
+#[derive(Debug, Clone, Default)]
+pub struct EvalOptions {
+    /// See [`PerplexitySettings::documents`].
+    pub documents: Option<u64>,
+    /// A longer local window (the long-window plain reference).
+    pub window: Option<usize>,
+    /// Close the memory gates (the no-memory ablation).
+    pub no_memory: bool,
+    /// Another memory than the trained one (memory methods).
+    pub memory: EvalPoint,
+    /// Document-length bucket edges (default: the paper's).
+    pub length_buckets: Option<Vec<usize>>,
+    /// Skip the long-text evaluation (ICL only).
+    pub icl_only: bool,
+    /// Skip the ICL evaluation.
+    pub no_icl: bool,
+    /// Held-out documents come from the seed plus this offset.
+    pub seed_offset: u64,
+}
+
+/// Evaluate the run `spec` trained, whose weights are in `weights_dir`, into `out_dir`.
+#[derive(Debug, Clone)]
+pub struct EvalRequest<'a> {
+    pub spec: &'a Spec,
+    pub weights_dir: &'a Path,
+    pub out_dir: &'a Path,
+    pub options: &'a EvalOptions,
+    /// Names the spec in messages.
+    pub spec_name: &'a Path,
+}
+
+/// What [`evaluate_run`] wrote: each file with its contents.
+#[derive(Debug, Default)]
+pub struct EvalOutcome {
+    pub perplexity: Option<(PathBuf, EvalResult)>,
+    pub icl: Option<(PathBuf, IclResult)>,
+}
+
+impl EvalOutcome {
+    /// What the evaluation found, line by line, `label` naming the run.
+    pub fn describe(&self, label: &str) -> String {
+        let perplexity = self.perplexity.iter().map(|(path, r)| r.describe(label, path));
+        let icl = self.icl.iter().map(|(path, r)| r.describe(label, path));
+        perplexity.chain(icl).map(|text| text + "\n").collect()
+    }
+}
+
+/// Evaluates a trained run as `request` says: checks the options against the method,
+/// builds the model with the memory asked for, loads the trained weights, closes the gates
+/// for the ablation, then runs the long-text and ICL evaluations, writing each result file
+/// as soon as it is done.
+pub fn evaluate_run(request: &EvalRequest) -> anyhow::Result<EvalOutcome> {
+    let EvalRequest {
+        spec,
+        weights_dir,
+        out_dir,
+        options: o,
+        spec_name,
+    } = *request;
+    let spec = &eval_spec(spec, o)?;
+    let device = spec.device.resolve()?;
+    let window = match o.window {
+        None => spec.segment_len,
+        Some(w) => long_window(spec, w)?,
+    };
+    let mut model = spec.build_model(device)?;
+    let file = weights_dir.join(model.weights_file());
+    if !file.is_file() {
+        bail!(
+            "{} does not exist: train the run first (`longmem train {}`)",
+            file.display(),
+            spec_name.display()
+        );
+    }
+    weights::load_safetensors(model.trained_vs(), &file, spec.backbone.style)
+        .with_context(|| format!("loading the trained weights of {}", weights_dir.display()))?;
+    if o.no_memory && !run::close_memory_gates(model.as_ref()) {
+        bail!("--no-memory ablates a memory model; {} has no memory", spec.method);
+    }
+    let overrides = o.memory != EvalPoint::default();
+    let name = |stem| result_file_name(stem, o.window, o.no_memory, overrides.then_some(&spec.memory));
+    let mut outcome = EvalOutcome::default();
+    if !o.icl_only {
+        let edges = o.length_buckets.clone().unwrap_or_else(|| PAPER_LENGTH_EDGES.to_vec());
+        let settings = PerplexitySettings {
+            window,
+            documents: o.documents,
+            seed_offset: o.seed_offset,
+            length_edges: &edges,
+            gates_closed: o.no_memory,
+        };
+        let result = run::perplexity(model.as_mut(), spec, &settings)?;
+        let path = out_dir.join(name("eval"));
+        result.write(&path)?;
+        outcome.perplexity = Some((path, result));
+    }
+    match &spec.icl {
+        Some(icl) if o.window.is_none() && !o.no_icl => {
+            let result = run::in_context(model.as_mut(), spec, icl, o.seed_offset, o.no_memory)?;
+            let path = out_dir.join(name("icl"));
+            result.write(&path)?;
+            outcome.icl = Some((path, result));
+        }
+        None if o.icl_only => bail!(
+            "{} has no [icl] section to evaluate; add one (see experiments/icl/)",
+            spec_name.display()
+        ),
+        _ => {}
+    }
+    Ok(outcome)
+}
+
+/// The spec evaluated: the trained one with the memory `options` ask for, after checking
+/// that the options fit the method.
+fn eval_spec(spec: &Spec, o: &EvalOptions) -> anyhow::Result<Spec> {
+    if let Some(edges) = &o.length_buckets {
+        if edges.is_empty() || edges.windows(2).any(|w| w[0] >= w[1]) {
+            bail!("--length-buckets {edges:?}: give increasing token counts, e.g. 5000,10000,100000");
+        }
+    }
+    let m = &o.memory;
+    if *m != EvalPoint::default() && !spec.method.has_memory() {
+        bail!(
+            "--memory-size, --chunk and --top-k set a memory model's memory; {} has none",
+            spec.method
+        );
+    }
+    if o.window.is_some() && spec.method.has_memory() {
+        bail!(
+            "--window evaluates a plain backbone with a longer local window; {} uses memory instead",
+            spec.method
+        );
+    }
+    spec.with_memory(m.memory_size, m.chunk, m.top_k)
+        .map_err(|e| anyhow::anyhow!("{e} (from --memory-size/--chunk/--top-k)"))
+}
+
+/// The long-window plain reference: window T + M "when it fits", i.e. within a gpt2
+/// backbone's position table; ALiBi (`newgpt`) runs at any length.
+fn long_window(spec: &Spec, window: usize) -> anyhow::Result<usize> {
+    if window < spec.segment_len {
+        bail!(
+            "--window {window} is shorter than the spec's segment_len = {}",
+            spec.segment_len
+        );
+    }
+    if spec.backbone.style == BlockStyle::Gpt2 && window as i64 > spec.backbone.n_positions {
+        bail!(
+            "--window {window} does not fit this gpt2 backbone (n_positions = {}); \
+             the long-window reference needs a larger position table or a newgpt (ALiBi) backbone",
+            spec.backbone.n_positions
+        );
+    }
+    Ok(window)
 }

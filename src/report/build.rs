@@ -3,6 +3,10 @@
 
 use super::charts::{bar_chart, line_chart, stacked_chart, Bar, Series};
 use super::markdown::{cell, published_section, setup_section, table};
+use super::metrics::{
+    Metric, FAR_NLL, FAR_PERPLEXITY, HIT_RATE_ANY_HEAD, HIT_RATE_CHANCE, HIT_RATE_PER_HEAD, ICL_ACC, ICL_ACC_NORM,
+    ICL_ACC_PAPER, LATENCY_US, MFU, NEAR_NLL, PERPLEXITY, POSITIONS_PER_SECOND,
+};
 use super::tables::SummaryRow;
 use super::{label, Collected};
 use crate::harness::experiment::Stage;
@@ -95,8 +99,9 @@ pub fn report(c: &Collected, summary: &[SummaryRow], out: &Path) -> anyhow::Resu
         if rows.is_empty() {
             continue;
         }
+        // Planned without checking input files: the runs are read, not made.
         let references: BTreeMap<String, Reference> = experiment
-            .plan()
+            .plan_checking(false)
             .map(|runs| {
                 runs.iter()
                     .filter(|r| r.stage == Stage::Train && r.spec.method.has_memory())
@@ -151,7 +156,7 @@ pub fn report(c: &Collected, summary: &[SummaryRow], out: &Path) -> anyhow::Resu
 
 /// Sentences computed from the numbers: LongMem against plain and MemTRM beyond the window.
 fn findings(v: &View, labels: &[String]) -> String {
-    let far = |l: &str| v.at_reference(l, "far_nll");
+    let far = |l: &str| v.at_reference(l, FAR_NLL.name);
     let Some(plain) = far("plain") else {
         return String::new();
     };
@@ -167,9 +172,10 @@ fn findings(v: &View, labels: &[String]) -> String {
         } else {
             "not lower: memory does not help here"
         };
+        let (what, digits) = (FAR_NLL.description, FAR_NLL.digits);
         let _ = writeln!(
             out,
-            "- {l}: NLL on tokens whose evidence is beyond the window {:.3}, against plain's {:.3}: {verdict}.",
+            "- {l}: {what} {:.digits$}, against plain's {:.digits$}: {verdict}.",
             m.mean, plain.mean
         );
     }
@@ -189,14 +195,15 @@ fn icl_gain(v: &View, labels: &[String]) -> Option<String> {
     let mut out = String::new();
     for l in labels {
         let (Some(a), Some(b)) = (
-            v.find(l, "icl_acc", &[("memory_shots", none)]),
-            v.find(l, "icl_acc", &[("memory_shots", most)]),
+            v.find(l, ICL_ACC.name, &[("memory_shots", none)]),
+            v.find(l, ICL_ACC.name, &[("memory_shots", most)]),
         ) else {
             continue;
         };
+        let (what, digits) = (ICL_ACC.description, ICL_ACC.digits);
         let _ = writeln!(
             out,
-            "- {l}: in-context accuracy {:.3} with {none} demonstrations in memory, {:.3} with {most}.",
+            "- {l}: {what} {:.digits$} with {none} demonstrations in memory, {:.digits$} with {most}.",
             a.mean, b.mean
         );
     }
@@ -204,35 +211,62 @@ fn icl_gain(v: &View, labels: &[String]) -> Option<String> {
 }
 
 fn headline(v: &View, labels: &[String]) -> String {
-    let metrics = [
-        ("perplexity", "perplexity", 3),
-        ("far_nll", "NLL beyond window", 3),
-        ("near_nll", "NLL within window", 3),
-        ("hit_rate_any_head", "hit rate (any head)", 2),
-        ("hit_rate_per_head", "hit rate (per head)", 2),
-        ("hit_rate_chance", "chance (per head)", 2),
-        ("positions_per_second", "positions/s", 0),
+    let metrics: [&Metric; 7] = [
+        &PERPLEXITY,
+        &FAR_NLL,
+        &NEAR_NLL,
+        &HIT_RATE_ANY_HEAD,
+        &HIT_RATE_PER_HEAD,
+        &HIT_RATE_CHANCE,
+        &POSITIONS_PER_SECOND,
     ];
-    let present: Vec<_> = metrics
-        .iter()
-        .filter(|(m, _, _)| labels.iter().any(|l| v.at_reference(l, m).is_some()))
+    let present: Vec<&Metric> = metrics
+        .into_iter()
+        .filter(|m| labels.iter().any(|l| v.at_reference(l, m.name).is_some()))
         .collect();
     if present.is_empty() {
         return String::new();
     }
     let mut header = vec!["method".to_string()];
-    header.extend(present.iter().map(|(_, h, _)| h.to_string()));
+    header.extend(present.iter().map(|m| m.label.to_string()));
     let rows: Vec<Vec<String>> = labels
         .iter()
-        .filter(|l| v.at_reference(l, "perplexity").is_some())
+        .filter(|l| v.at_reference(l, PERPLEXITY.name).is_some())
         .map(|l| {
             let mut row = vec![l.clone()];
-            row.extend(present.iter().map(|(m, _, d)| cell(v.at_reference(l, m), *d)));
+            row.extend(present.iter().map(|m| cell(v.at_reference(l, m.name), m.digits)));
             row
         })
         .collect();
     format!("\n## Held-out language modelling\n\n{}", table(&header, &rows))
 }
+
+/// A memory setting swept at evaluation: `key` varies, `fixed_key` stays at each model's
+/// trained value.
+struct MemorySweep {
+    key: &'static str,
+    fixed_key: &'static str,
+    title: &'static str,
+    stem: &'static str,
+    x_label: &'static str,
+}
+
+const MEMORY_SWEEPS: [MemorySweep; 2] = [
+    MemorySweep {
+        key: "memory_size",
+        fixed_key: "chunk",
+        title: "Perplexity vs memory size",
+        stem: "perplexity_vs_memory",
+        x_label: "memory size M (tokens)",
+    },
+    MemorySweep {
+        key: "chunk",
+        fixed_key: "memory_size",
+        title: "Chunk-size ablation",
+        stem: "chunk_ablation",
+        x_label: "chunk size c (tokens)",
+    },
+];
 
 /// Perplexity (overall and beyond the window) against memory size at each model's trained
 /// chunk, and against chunk size at its trained memory size, when swept.
@@ -241,97 +275,87 @@ fn memory_sections(v: &View, labels: &[String], out: &Path, prefix: &str) -> any
         return Ok(String::new());
     }
     let mut md = String::new();
-    for (key, fixed_key, title, stem, x_label) in [
-        (
-            "memory_size",
-            "chunk",
-            "Perplexity vs memory size",
-            "perplexity_vs_memory",
-            "memory size M (tokens)",
-        ),
-        (
-            "chunk",
-            "memory_size",
-            "Chunk-size ablation",
-            "chunk_ablation",
-            "chunk size c (tokens)",
-        ),
-    ] {
-        let xs = v.values(key);
+    for sweep in &MEMORY_SWEEPS {
+        let xs = v.values(sweep.key);
         if xs.len() < 2 {
             continue;
         }
         let mut section = String::new();
-        for (metric, what, suffix) in [
-            ("perplexity", "held-out perplexity", ""),
-            ("far_perplexity", "perplexity beyond the window", "_far"),
-        ] {
-            let at = |l: &str, x: &str| {
-                let r = v.references.get(l)?;
-                let fixed = if fixed_key == "chunk" { &r.chunk } else { &r.memory_size };
-                v.find(l, metric, &[(key, x), (fixed_key, fixed), ("top_k", &r.top_k)])
-                    .filter(|row| row.params.contains_key(key))
-            };
-            let mut series = Vec::new();
-            let mut rows = Vec::new();
-            for l in labels {
-                let points: Vec<(f64, f64, f64)> = xs
-                    .iter()
-                    .filter_map(|x| at(l, x).map(|row| (x.parse().unwrap_or(0.0), row.mean, row.ci95)))
-                    .collect();
-                if points.is_empty() {
-                    // Plain: one value, drawn flat across the sweep.
-                    if let Some(p) = v.find(l, metric, &[]).filter(|row| !row.params.contains_key(key)) {
-                        let flat = xs.iter().map(|x| (x.parse().unwrap_or(0.0), p.mean, p.ci95)).collect();
-                        series.push(Series {
-                            name: format!("{l} (no memory)"),
-                            points: flat,
-                        });
-                    }
-                    continue;
-                }
-                let mut row = vec![l.clone()];
-                row.extend(xs.iter().map(|x| cell(at(l, x), 3)));
-                rows.push(row);
-                series.push(Series {
-                    name: l.clone(),
-                    points,
-                });
-            }
-            // Swept means some model has two or more points; otherwise there is no ablation.
-            if rows.is_empty()
-                || series
-                    .iter()
-                    .all(|s| s.name.ends_with("(no memory)") || s.points.len() < 2)
-            {
-                continue;
-            }
-            let png = line_chart(
-                &out.join(format!("{prefix}{stem}{suffix}")),
-                &format!("{title}: {what}"),
-                x_label,
-                what,
-                &series,
-                true,
-            )?;
-            let mut header = vec!["method".to_string()];
-            header.extend(xs.iter().map(|x| format!("{key} = {x}")));
-            let _ = write!(
-                section,
-                "\n{}:\n\n{}\n![{title}, {what}]({})\n",
-                what[..1].to_uppercase() + &what[1..],
-                table(&header, &rows),
-                png.file_name().unwrap_or_default().to_string_lossy()
-            );
+        for (metric, suffix) in [(&PERPLEXITY, ""), (&FAR_PERPLEXITY, "_far")] {
+            let stem = out.join(format!("{prefix}{}{suffix}", sweep.stem));
+            section += &memory_sweep_part(v, labels, sweep, &xs, metric, &stem)?;
         }
         if !section.is_empty() {
             let _ = write!(
                 md,
-                "\n## {title}\n\nEach model at its trained {fixed_key} and top-K; each point evaluates the same trained model.\n{section}"
+                "\n## {}\n\nEach model at its trained {} and top-K; each point evaluates the same trained model.\n{section}",
+                sweep.title, sweep.fixed_key
             );
         }
     }
     Ok(md)
+}
+
+/// One metric of a memory sweep at the values `xs`: its table, and its chart in `stem`.png;
+/// nothing when no model has two or more points.
+fn memory_sweep_part(
+    v: &View,
+    labels: &[String],
+    sweep: &MemorySweep,
+    xs: &[String],
+    metric: &Metric,
+    stem: &Path,
+) -> anyhow::Result<String> {
+    let (key, fixed_key, title, what) = (sweep.key, sweep.fixed_key, sweep.title, metric.description);
+    let at = |l: &str, x: &str| {
+        let r = v.references.get(l)?;
+        let fixed = if fixed_key == "chunk" { &r.chunk } else { &r.memory_size };
+        v.find(l, metric.name, &[(key, x), (fixed_key, fixed), ("top_k", &r.top_k)])
+            .filter(|row| row.params.contains_key(key))
+    };
+    let mut series = Vec::new();
+    let mut rows = Vec::new();
+    for l in labels {
+        let points: Vec<(f64, f64, f64)> = xs
+            .iter()
+            .filter_map(|x| at(l, x).map(|row| (x.parse().unwrap_or(0.0), row.mean, row.ci95)))
+            .collect();
+        if points.is_empty() {
+            // Plain: one value, drawn flat across the sweep.
+            if let Some(p) = v.find(l, metric.name, &[]).filter(|row| !row.params.contains_key(key)) {
+                let flat = xs.iter().map(|x| (x.parse().unwrap_or(0.0), p.mean, p.ci95)).collect();
+                series.push(Series {
+                    name: format!("{l} (no memory)"),
+                    points: flat,
+                });
+            }
+            continue;
+        }
+        let mut row = vec![l.clone()];
+        row.extend(xs.iter().map(|x| cell(at(l, x), metric.digits)));
+        rows.push(row);
+        series.push(Series {
+            name: l.clone(),
+            points,
+        });
+    }
+    // Swept means some model has two or more points; otherwise there is no ablation.
+    if rows.is_empty()
+        || series
+            .iter()
+            .all(|s| s.name.ends_with("(no memory)") || s.points.len() < 2)
+    {
+        return Ok(String::new());
+    }
+    let png = line_chart(stem, &format!("{title}: {what}"), sweep.x_label, what, &series, true)?;
+    let mut header = vec!["method".to_string()];
+    header.extend(xs.iter().map(|x| format!("{key} = {x}")));
+    Ok(format!(
+        "\n{}:\n\n{}\n![{title}, {what}]({})\n",
+        what[..1].to_uppercase() + &what[1..],
+        table(&header, &rows),
+        png.file_name().unwrap_or_default().to_string_lossy()
+    ))
 }
 
 fn depth_section(v: &View, out: &Path, prefix: &str) -> anyhow::Result<String> {
@@ -341,26 +365,23 @@ fn depth_section(v: &View, out: &Path, prefix: &str) -> anyhow::Result<String> {
     }
     let mut series = Vec::new();
     let mut rows = Vec::new();
-    for (metric, name) in [
-        ("perplexity", "perplexity"),
-        ("far_perplexity", "perplexity beyond the window"),
-    ] {
+    for metric in [&PERPLEXITY, &FAR_PERPLEXITY] {
         let points: Vec<(f64, f64, f64)> = depths
             .iter()
             .filter_map(|d| {
-                v.at_reference(&format!("longmem S={d}"), metric)
+                v.at_reference(&format!("longmem S={d}"), metric.name)
                     .map(|r| (d.parse().unwrap_or(0.0), r.mean, r.ci95))
             })
             .collect();
-        let mut row = vec![name.to_string()];
+        let mut row = vec![metric.label.to_string()];
         row.extend(
             depths
                 .iter()
-                .map(|d| cell(v.at_reference(&format!("longmem S={d}"), metric), 3)),
+                .map(|d| cell(v.at_reference(&format!("longmem S={d}"), metric.name), metric.digits)),
         );
         rows.push(row);
         series.push(Series {
-            name: name.into(),
+            name: metric.label.into(),
             points,
         });
     }
@@ -368,7 +389,7 @@ fn depth_section(v: &View, out: &Path, prefix: &str) -> anyhow::Result<String> {
         &out.join(format!("{prefix}sidenet_depth")),
         "SideNet-depth ablation (LongMem)",
         "SideNet layers S",
-        "perplexity",
+        PERPLEXITY.unit,
         &series,
         false,
     )?;
@@ -385,7 +406,7 @@ fn far_section(v: &View, labels: &[String], out: &Path, prefix: &str) -> anyhow:
     let bars: Vec<Bar> = labels
         .iter()
         .filter_map(|l| {
-            v.at_reference(l, "far_perplexity").map(|r| Bar {
+            v.at_reference(l, FAR_PERPLEXITY.name).map(|r| Bar {
                 label: l.clone(),
                 value: r.mean,
                 ci95: r.ci95,
@@ -398,7 +419,7 @@ fn far_section(v: &View, labels: &[String], out: &Path, prefix: &str) -> anyhow:
     let png = bar_chart(
         &out.join(format!("{prefix}beyond_window_perplexity")),
         "Perplexity on tokens whose evidence is beyond the window",
-        "perplexity",
+        FAR_PERPLEXITY.unit,
         &bars,
         true,
     )?;
@@ -415,7 +436,7 @@ fn icl_section(v: &View, labels: &[String], out: &Path, prefix: &str) -> anyhow:
         let settings: Vec<(String, String)> = v
             .summary
             .iter()
-            .filter(|r| r.metric == "icl_acc" && r.params.get("task") == Some(task))
+            .filter(|r| r.metric == ICL_ACC.name && r.params.get("task") == Some(task))
             .filter_map(|r| {
                 Some((
                     r.params.get("local_shots")?.clone(),
@@ -434,13 +455,13 @@ fn icl_section(v: &View, labels: &[String], out: &Path, prefix: &str) -> anyhow:
                 v.find(l, metric, &[("task", task), ("local_shots", n), ("memory_shots", m)])
                     .filter(|r| r.params.get("memory_shots").map(String::as_str) == Some(m))
             };
-            if settings.iter().all(|(n, m)| at(n, m, "icl_acc").is_none()) {
+            if settings.iter().all(|(n, m)| at(n, m, ICL_ACC.name).is_none()) {
                 continue;
             }
             let mut row = vec![l.clone()];
             for (n, m) in &settings {
-                row.push(cell(at(n, m, "icl_acc"), 3));
-                if let Some(r) = at(n, m, "icl_acc") {
+                row.push(cell(at(n, m, ICL_ACC.name), ICL_ACC.digits));
+                if let Some(r) = at(n, m, ICL_ACC.name) {
                     bars.push(Bar {
                         label: format!("{l}, {n}+{m}"),
                         value: r.mean,
@@ -456,13 +477,15 @@ fn icl_section(v: &View, labels: &[String], out: &Path, prefix: &str) -> anyhow:
         let png = bar_chart(
             &out.join(format!("{prefix}icl_{task}")),
             &format!("In-context accuracy, task {task} (label-word log-likelihood)"),
-            "accuracy",
+            ICL_ACC.unit,
             &bars,
             true,
         )?;
         let _ = write!(
             md,
-            "\n## In-context learning: {task}\n\nAccuracy by label-word log-likelihood (`acc`); `summary.csv` also has `icl_acc_norm` and the paper's argmax protocol (`icl_acc_paper`). Methods without memory are scored with the local demonstrations only.\n\n{}\n![ICL {task}]({})\n",
+            "\n## In-context learning: {task}\n\nAccuracy by label-word log-likelihood (`acc`); `summary.csv` also has `{}` and the paper's argmax protocol (`{}`). Methods without memory are scored with the local demonstrations only.\n\n{}\n![ICL {task}]({})\n",
+            ICL_ACC_NORM.name,
+            ICL_ACC_PAPER.name,
             table(&header, &rows),
             png.file_name().unwrap_or_default().to_string_lossy()
         );
@@ -474,11 +497,7 @@ fn latency_section(v: &View, labels: &[String], out: &Path, prefix: &str) -> any
     let stages: Vec<String> = v
         .summary
         .iter()
-        .filter_map(|r| {
-            r.metric
-                .strip_prefix("latency_us[")
-                .map(|s| s.trim_end_matches(']').to_string())
-        })
+        .filter_map(|r| LATENCY_US.key_of(&r.metric).map(String::from))
         .collect::<BTreeSet<_>>()
         .into_iter()
         .collect();
@@ -486,21 +505,24 @@ fn latency_section(v: &View, labels: &[String], out: &Path, prefix: &str) -> any
         return Ok(String::new());
     }
     let mut header = vec!["method".to_string()];
-    header.extend(stages.iter().map(|s| format!("{s} µs")));
-    header.push("positions/s".into());
-    header.push("MFU".into());
+    header.extend(stages.iter().map(|s| LATENCY_US.keyed_label(s)));
+    header.push(POSITIONS_PER_SECOND.label.into());
+    header.push(MFU.label.into());
     let rows: Vec<Vec<String>> = labels
         .iter()
-        .filter(|l| v.at_reference(l, "positions_per_second").is_some())
+        .filter(|l| v.at_reference(l, POSITIONS_PER_SECOND.name).is_some())
         .map(|l| {
             let mut row = vec![l.clone()];
             row.extend(
                 stages
                     .iter()
-                    .map(|s| cell(v.at_reference(l, &format!("latency_us[{s}]")), 2)),
+                    .map(|s| cell(v.at_reference(l, &LATENCY_US.keyed(s)), LATENCY_US.digits)),
             );
-            row.push(cell(v.at_reference(l, "positions_per_second"), 0));
-            row.push(cell(v.at_reference(l, "mfu"), 3));
+            row.push(cell(
+                v.at_reference(l, POSITIONS_PER_SECOND.name),
+                POSITIONS_PER_SECOND.digits,
+            ));
+            row.push(cell(v.at_reference(l, MFU.name), MFU.digits));
             row
         })
         .collect();
@@ -521,7 +543,7 @@ fn latency_section(v: &View, labels: &[String], out: &Path, prefix: &str) -> any
                         let value = v
                             .find(
                                 l,
-                                &format!("latency_us[{s}]"),
+                                &LATENCY_US.keyed(s),
                                 &[("memory_size", m), ("chunk", &r.chunk), ("top_k", &r.top_k)],
                             )
                             .map_or(0.0, |row| row.mean);
@@ -533,8 +555,8 @@ fn latency_section(v: &View, labels: &[String], out: &Path, prefix: &str) -> any
             .collect();
         let png = stacked_chart(
             &out.join(format!("{prefix}latency_vs_memory")),
-            &format!("{l}: latency per position by stage"),
-            "µs per position",
+            &format!("{l}: {}", LATENCY_US.description),
+            LATENCY_US.unit,
             &groups,
         )?;
         let _ = write!(

@@ -1,18 +1,18 @@
-//! Reports (DESIGN.md §5): every finished evaluation of one or more experiments collected
-//! into rows (one per run and metric, every swept parameter a column), aggregated over
-//! seeds, written as Parquet and CSV with polars, drawn with plotters, and summed up in
-//! REPORT.md.
+//! Reports: every finished evaluation of one or more experiments collected into rows (one
+//! per run and metric, every swept parameter a column), aggregated over seeds, written as
+//! Parquet and CSV with polars, drawn with plotters, and summed up in REPORT.md. Runs are
+//! read from their directories through the result types of `src/eval/result.rs`; the
+//! metrics they give are `metrics.rs`'s registry.
 
 pub mod charts;
 pub mod markdown;
+pub mod metrics;
 pub mod tables;
 
-use crate::eval::icl::IclRow;
-use crate::eval::NllTotals;
+use crate::eval::result::{EvalResult, IclResult};
 use crate::harness::experiment::{Experiment, PlannedRun, Stage};
 use crate::harness::runner::{status, Metadata, Status};
 use anyhow::Context;
-use serde::Deserialize;
 use std::collections::BTreeMap;
 use std::path::Path;
 
@@ -31,26 +31,6 @@ pub struct MetricRow {
     pub value: f64,
 }
 
-/// What one evaluation run wrote, as far as reports read it.
-#[derive(Deserialize)]
-struct EvalFile {
-    totals: NllTotals,
-    cost: CostFile,
-}
-
-#[derive(Deserialize)]
-struct CostFile {
-    positions_per_second: f64,
-    latency_us_per_position: BTreeMap<String, f64>,
-    mfu: f64,
-    peak_rss_bytes: Option<u64>,
-}
-
-#[derive(Deserialize)]
-struct IclFile {
-    rows: Vec<IclRow>,
-}
-
 /// Everything a report is made of.
 pub struct Collected {
     pub experiments: Vec<Experiment>,
@@ -61,7 +41,8 @@ pub struct Collected {
     pub counts: (usize, usize, usize),
 }
 
-/// Reads every finished eval and icl run of `experiments`.
+/// Reads every finished eval and icl run of `experiments`. Only their run directories are
+/// read: the experiments' data and weights need not be on this machine.
 pub fn collect(files: &[std::path::PathBuf]) -> anyhow::Result<Collected> {
     let mut experiments = Vec::new();
     let mut rows = Vec::new();
@@ -69,7 +50,7 @@ pub fn collect(files: &[std::path::PathBuf]) -> anyhow::Result<Collected> {
     let (mut planned, mut finished, mut failed) = (0, 0, 0);
     for file in files {
         let experiment = Experiment::load(file)?;
-        let runs = experiment.plan()?;
+        let runs = experiment.plan_checking(false)?;
         for run in &runs {
             planned += 1;
             match status(&run.dir) {
@@ -101,11 +82,6 @@ pub fn collect(files: &[std::path::PathBuf]) -> anyhow::Result<Collected> {
     })
 }
 
-fn read<T: for<'de> Deserialize<'de>>(path: &Path) -> anyhow::Result<T> {
-    let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
-    serde_json::from_str(&text).with_context(|| format!("parsing {}", path.display()))
-}
-
 fn row(
     experiment: &Experiment,
     run: &PlannedRun,
@@ -134,49 +110,28 @@ fn row(
 }
 
 fn eval_rows(experiment: &Experiment, run: &PlannedRun) -> anyhow::Result<Vec<MetricRow>> {
-    let file: EvalFile = read(&run.dir.join(eval_file_name(run)))?;
-    let t = &file.totals;
+    let result = EvalResult::read(&run.dir.join(eval_file_name(run)))?;
     let make = row(experiment, run, 0, &run.params);
-    let mut rows = vec![make("perplexity", t.perplexity()), make("nll", t.mean())];
-    if t.far_tokens > 0.0 {
-        rows.push(make("far_nll", t.far_mean()));
-        rows.push(make("far_perplexity", t.far_mean().exp()));
-        if t.heads > 0.0 {
-            rows.push(make("hit_rate_any_head", t.hit_rate_any_head()));
-            rows.push(make("hit_rate_per_head", t.hit_rate_per_head()));
-            rows.push(make("hit_rate_chance", t.hit_rate_chance()));
-        }
-    }
-    if t.near_tokens > 0.0 {
-        rows.push(make("near_nll", t.near_mean()));
-    }
-    for b in &t.by_length {
-        rows.push(make(&format!("perplexity[{}]", b.bucket), b.perplexity()));
-    }
-    let c = &file.cost;
-    rows.push(make("positions_per_second", c.positions_per_second));
-    rows.push(make("mfu", c.mfu));
-    if let Some(rss) = c.peak_rss_bytes {
-        rows.push(make("peak_rss_mib", rss as f64 / (1 << 20) as f64));
-    }
-    for (stage, us) in &c.latency_us_per_position {
-        rows.push(make(&format!("latency_us[{stage}]"), *us));
-    }
-    Ok(rows)
+    Ok(metrics::eval_values(&result)
+        .into_iter()
+        .map(|(metric, value)| make(&metric, value))
+        .collect())
 }
 
 fn icl_rows(experiment: &Experiment, run: &PlannedRun) -> anyhow::Result<Vec<MetricRow>> {
-    let file: IclFile = read(&run.dir.join("icl.json"))?;
+    let result = IclResult::read(&run.dir.join(crate::eval::result_file_name("icl", None, false, None)))?;
     let mut rows = Vec::new();
-    for r in &file.rows {
+    for r in &result.rows {
         let mut params = run.params.clone();
         params.insert("task".into(), r.task.clone());
         params.insert("local_shots".into(), r.local_shots.to_string());
         params.insert("memory_shots".into(), r.memory_shots.to_string());
         let make = row(experiment, run, r.seed, &params);
-        rows.push(make("icl_acc", r.acc));
-        rows.push(make("icl_acc_norm", r.acc_norm));
-        rows.push(make("icl_acc_paper", r.acc_paper));
+        rows.extend(
+            metrics::icl_values(r)
+                .into_iter()
+                .map(|(metric, value)| make(metric, value)),
+        );
     }
     Ok(rows)
 }

@@ -27,6 +27,23 @@ pub fn assert_close(actual: &Tensor, expected: &Tensor, tol: f64, what: &str) {
     assert!(diff <= tol, "{what}: max |Δ| = {diff:e} > {tol:e}");
 }
 
+/// Reports that the calling test skips itself, or the part of it that needs `resource`
+/// (`cuda`, `slurm`, `faiss`, `just`), because `reason`. The line `SKIPPED: <test>: <reason>`
+/// goes straight to the process's stderr rather than through `eprintln!`, which the test
+/// harness captures for tests that pass, so it shows in `cargo test`'s output and CI's log
+/// (`grep SKIPPED` counts them). Where `LONGMEM_REQUIRE` lists `resource` (comma-separated;
+/// `just test-cuda` sets `LONGMEM_REQUIRE=cuda`), the test fails instead: a run meant to
+/// exercise the resource must not pass without it.
+pub fn skip(resource: &str, reason: &str) {
+    use std::io::Write;
+    let test = std::thread::current().name().unwrap_or("a test").to_string();
+    let required = std::env::var("LONGMEM_REQUIRE").unwrap_or_default();
+    if required.split(',').any(|r| r.trim() == resource) {
+        panic!("{test} needs {resource} (LONGMEM_REQUIRE={required}), but {reason}");
+    }
+    let _ = writeln!(std::io::stderr().lock(), "SKIPPED: {test}: {reason}");
+}
+
 /// libtorch's RNG is global to the process and tests run on parallel threads: hold this
 /// from seeding until the seeded tensors exist, so no other test draws in between.
 pub fn rng_lock() -> std::sync::MutexGuard<'static, ()> {

@@ -1,0 +1,166 @@
+//! Evaluating a trained model: the long-text evaluation (held-out documents → an
+//! [`EvalResult`]) and in-context learning (→ an [`IclResult`]). Building the model and
+//! writing the files is the caller's (harness/stage.rs).
+
+use super::cost::CostReport;
+use super::icl::{self, IclTask};
+use super::result::{EvalResult, IclResult, MemorySettings};
+use super::{segments_to_cover, stream_nll_bucketed};
+use crate::config::{self, DataSpec, IclSpec, Spec, Split};
+use crate::data::{DocumentSource, SegmentStream};
+use crate::device::measure_matmul_peak;
+use crate::methods::{forward_flops_per_token, MethodModel};
+use crate::profile::StageClock;
+
+/// What the long-text evaluation reads and how it buckets.
+#[derive(Debug, Clone)]
+pub struct PerplexitySettings<'a> {
+    /// Local window (the spec's segment length, or longer for the long-window reference).
+    pub window: usize,
+    /// Held-out documents per batch row (generators; default 8), or at most this many per
+    /// row (corpora; default all).
+    pub documents: Option<u64>,
+    /// Generators draw held-out documents from the spec's seed plus this.
+    pub seed_offset: u64,
+    /// Document-length bucket edges in tokens.
+    pub length_edges: &'a [usize],
+    /// The memory gates are closed (recorded in the result).
+    pub gates_closed: bool,
+}
+
+/// Scores `spec`'s held-out documents with `model`: whole documents, so evaluations with
+/// different windows score the same ones; a corpus's held-out documents are each read once.
+pub fn perplexity(
+    model: &mut dyn MethodModel,
+    spec: &Spec,
+    settings: &PerplexitySettings,
+) -> anyhow::Result<EvalResult> {
+    let device = model.trained_vs().device();
+    let window = settings.window;
+    let source = config::source(
+        spec,
+        Split::HeldOut {
+            seed_offset: settings.seed_offset,
+        },
+        spec.batch_size,
+    )?;
+    let documents = match &spec.data {
+        // The generator never runs out.
+        DataSpec::Recall(_) | DataSpec::Demos(_) => settings.documents.unwrap_or(8),
+        _ => {
+            let all = first_missing(&source, spec.batch_size);
+            settings.documents.map_or(all, |n| n.min(all))
+        }
+    };
+    let batches = segments_to_cover(&source, spec.batch_size, documents, window);
+    let mut stream = SegmentStream::new(source, spec.batch_size, window, device).with_far_reference(spec.segment_len);
+    let clock = StageClock::new(device);
+    let start = std::time::Instant::now();
+    let totals = stream_nll_bucketed(model, &mut stream, batches, settings.length_edges, &clock);
+    let wall = start.elapsed().as_secs_f64();
+    let positions = (batches * spec.batch_size * window) as f64;
+    let cost = cost_report(spec, &clock, wall, positions, window, device);
+    Ok(EvalResult {
+        method: spec.method.to_string(),
+        window,
+        memory_gates_closed: settings.gates_closed,
+        documents_per_row: documents,
+        perplexity: totals.perplexity(),
+        far_nll: totals.far_mean(),
+        near_nll: totals.near_mean(),
+        far_hit_rate_any_head: model.bank().map(|_| totals.hit_rate_any_head()),
+        totals,
+        cost,
+        memory_gates: memory_gates(model),
+        memory: memory_settings(spec, model),
+    })
+}
+
+/// In-context learning with `spec`'s `[icl]` section `icl`: demonstrations in the prompt and
+/// in memory, per seed.
+pub fn in_context(
+    model: &mut dyn MethodModel,
+    spec: &Spec,
+    icl: &IclSpec,
+    seed_offset: u64,
+    gates_closed: bool,
+) -> anyhow::Result<IclResult> {
+    let device = model.trained_vs().device();
+    let tokenizer = spec.data.tokenizer().expect("specs with [icl] have text data");
+    let task = IclTask::from_spec(icl, &spec.data, spec.seed.wrapping_add(seed_offset))?;
+    let (rows, summary) = icl::evaluate(
+        model,
+        tokenizer.as_ref(),
+        &task,
+        icl,
+        spec.segment_len,
+        spec.batch_size,
+        device,
+    )?;
+    Ok(IclResult {
+        method: spec.method.to_string(),
+        memory_gates_closed: gates_closed,
+        window: spec.segment_len,
+        settings: icl.clone(),
+        memory: memory_settings(spec, model),
+        summary,
+        rows,
+    })
+}
+
+/// Sets every memory gate logit to −∞: σ = 0, so the joint attention is exactly local.
+/// `false` for a model without memory.
+pub fn close_memory_gates(model: &dyn MethodModel) -> bool {
+    let Some(gate) = model.memory_gate() else {
+        return false;
+    };
+    let _ = tch::no_grad(|| gate.shallow_clone().fill_(f64::NEG_INFINITY));
+    true
+}
+
+/// The memory the evaluation runs with, for memory methods.
+fn memory_settings(spec: &Spec, model: &dyn MethodModel) -> Option<MemorySettings> {
+    model.bank().map(|_| MemorySettings {
+        size: spec.memory.size,
+        chunk: spec.memory.chunk,
+        top_k: spec.memory.k,
+    })
+}
+
+/// σ(g_h) of each head's memory gate.
+fn memory_gates(model: &dyn MethodModel) -> Option<Vec<f64>> {
+    let gate = model.memory_gate()?;
+    Vec::<f64>::try_from(gate.sigmoid().to_kind(tch::Kind::Double)).ok()
+}
+
+/// The number of documents per row after which no row has any (finite sources); a cap.
+fn first_missing<S: DocumentSource>(source: &S, rows: usize) -> u64 {
+    let mut n = 0u64;
+    while (0..rows as u64).any(|row| source.exists(row, n)) && n < 1 << 20 {
+        n += 1;
+    }
+    n
+}
+
+/// Throughput, stage latencies, peak memory and MFU of the evaluation that just ran.
+fn cost_report(
+    spec: &Spec,
+    clock: &StageClock,
+    wall: f64,
+    positions: f64,
+    window: usize,
+    device: tch::Device,
+) -> CostReport {
+    // The model and its bank are built from `spec`, so the spec gives their shape.
+    let shape = spec.flop_shape(window);
+    // The same matmul peak `longmem doctor` measures, in this process.
+    let n = if device.is_cuda() { 8192 } else { 1024 };
+    let peak = measure_matmul_peak(device, tch::Kind::Float, n, 3, std::time::Duration::from_millis(200));
+    CostReport::new(
+        clock,
+        wall,
+        positions,
+        forward_flops_per_token(&shape),
+        peak.gflops_median,
+    )
+}

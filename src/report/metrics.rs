@@ -1,0 +1,349 @@
+//! The metric registry: every metric a report holds, with its name (the `metric` column of
+//! `runs.csv` and `summary.csv`), its label and unit in tables and charts, its decimal places,
+//! and how it is read from a run's result file. The tables, charts and REPORT.md name metrics
+//! only through it.
+//!
+//! Adding a metric: compute it where the result types are made (`src/eval/`), then add one
+//! entry here: a `const` and its line in [`ALL`], whose order is the order of each run's
+//! rows in `runs.csv`.
+
+use crate::eval::icl::IclRow;
+use crate::eval::result::EvalResult;
+
+/// How a metric's values are read from a run's result.
+#[derive(Clone, Copy)]
+pub enum Read {
+    /// One value of an evaluation, or none where the run did not measure it.
+    Eval(fn(&EvalResult) -> Option<f64>),
+    /// One value per key of an evaluation (a stage, a length bucket), named `name[key]`.
+    EvalKeyed(fn(&EvalResult) -> Vec<(String, f64)>),
+    /// One value per row of an in-context learning result (a seed at one setting).
+    Icl(fn(&IclRow) -> f64),
+}
+
+/// One metric.
+pub struct Metric {
+    /// The `metric` column's value (for keyed metrics, the part before `[key]`).
+    pub name: &'static str,
+    /// Its heading in tables (keyed metrics: after the key, e.g. `backbone µs`).
+    pub label: &'static str,
+    /// A phrase for chart titles and prose.
+    pub description: &'static str,
+    /// What a chart's value axis shows: the unit, or for a number without one, the quantity.
+    pub unit: &'static str,
+    /// Decimal places in tables.
+    pub digits: usize,
+    pub read: Read,
+}
+
+impl Metric {
+    /// The name of this keyed metric's value at `key`: `latency_us[backbone]`.
+    pub fn keyed(&self, key: &str) -> String {
+        format!("{}[{key}]", self.name)
+    }
+
+    /// The key in `metric`, when it names one of this keyed metric's values.
+    pub fn key_of<'a>(&self, metric: &'a str) -> Option<&'a str> {
+        metric.strip_prefix(self.name)?.strip_prefix('[')?.strip_suffix(']')
+    }
+
+    /// The table heading of this keyed metric's value at `key`: `backbone µs`.
+    pub fn keyed_label(&self, key: &str) -> String {
+        format!("{key} {}", self.label)
+    }
+}
+
+/// Whether the evaluation had answers beyond the window (corpora without known answers have none).
+fn far(r: &EvalResult) -> bool {
+    r.totals.far_tokens > 0.0
+}
+
+/// Whether it had far answers and a memory whose retrieval was scored.
+fn scored_retrieval(r: &EvalResult) -> bool {
+    far(r) && r.totals.heads > 0.0
+}
+
+pub const PERPLEXITY: Metric = Metric {
+    name: "perplexity",
+    label: "perplexity",
+    description: "held-out perplexity",
+    unit: "perplexity",
+    digits: 3,
+    read: Read::Eval(|r| Some(r.totals.perplexity())),
+};
+
+pub const NLL: Metric = Metric {
+    name: "nll",
+    label: "NLL",
+    description: "held-out NLL per token",
+    unit: "nats per token",
+    digits: 4,
+    read: Read::Eval(|r| Some(r.totals.mean())),
+};
+
+pub const FAR_NLL: Metric = Metric {
+    name: "far_nll",
+    label: "NLL beyond window",
+    description: "NLL on tokens whose evidence is beyond the window",
+    unit: "nats per token",
+    digits: 3,
+    read: Read::Eval(|r| far(r).then(|| r.totals.far_mean())),
+};
+
+pub const FAR_PERPLEXITY: Metric = Metric {
+    name: "far_perplexity",
+    label: "perplexity beyond the window",
+    description: "perplexity beyond the window",
+    unit: "perplexity",
+    digits: 3,
+    read: Read::Eval(|r| far(r).then(|| r.totals.far_mean().exp())),
+};
+
+pub const HIT_RATE_ANY_HEAD: Metric = Metric {
+    name: "hit_rate_any_head",
+    label: "hit rate (any head)",
+    description: "far answers whose source chunk some head of the memory layer retrieved",
+    unit: "fraction",
+    digits: 2,
+    read: Read::Eval(|r| scored_retrieval(r).then(|| r.totals.hit_rate_any_head())),
+};
+
+pub const HIT_RATE_PER_HEAD: Metric = Metric {
+    name: "hit_rate_per_head",
+    label: "hit rate (per head)",
+    description: "far answers whose source chunk a head retrieved, averaged over heads",
+    unit: "fraction",
+    digits: 2,
+    read: Read::Eval(|r| scored_retrieval(r).then(|| r.totals.hit_rate_per_head())),
+};
+
+pub const HIT_RATE_CHANCE: Metric = Metric {
+    name: "hit_rate_chance",
+    label: "chance (per head)",
+    description: "the per-head hit rate of a head retrieving chunks at random",
+    unit: "fraction",
+    digits: 2,
+    read: Read::Eval(|r| scored_retrieval(r).then(|| r.totals.hit_rate_chance())),
+};
+
+pub const NEAR_NLL: Metric = Metric {
+    name: "near_nll",
+    label: "NLL within window",
+    description: "NLL on tokens whose evidence is within the window",
+    unit: "nats per token",
+    digits: 3,
+    read: Read::Eval(|r| (r.totals.near_tokens > 0.0).then(|| r.totals.near_mean())),
+};
+
+/// Keyed by document-length bucket (`perplexity[10K-100K]`).
+pub const BUCKET_PERPLEXITY: Metric = Metric {
+    name: "perplexity",
+    label: "perplexity",
+    description: "perplexity of the documents in one length bucket",
+    unit: "perplexity",
+    digits: 3,
+    read: Read::EvalKeyed(|r| {
+        r.totals
+            .by_length
+            .iter()
+            .map(|b| (b.bucket.clone(), b.perplexity()))
+            .collect()
+    }),
+};
+
+pub const POSITIONS_PER_SECOND: Metric = Metric {
+    name: "positions_per_second",
+    label: "positions/s",
+    description: "token positions evaluated per second",
+    unit: "positions/s",
+    digits: 0,
+    read: Read::Eval(|r| Some(r.cost.positions_per_second)),
+};
+
+pub const MFU: Metric = Metric {
+    name: "mfu",
+    label: "MFU",
+    description: "achieved useful FLOP/s over the measured matmul peak",
+    unit: "fraction of the matmul peak",
+    digits: 3,
+    read: Read::Eval(|r| Some(r.cost.mfu)),
+};
+
+pub const PEAK_RSS_MIB: Metric = Metric {
+    name: "peak_rss_mib",
+    label: "peak RSS",
+    description: "peak resident memory of the evaluation",
+    unit: "MiB",
+    digits: 0,
+    read: Read::Eval(|r| r.cost.peak_rss_bytes.map(|rss| rss as f64 / (1 << 20) as f64)),
+};
+
+/// Keyed by stage (`latency_us[retrieval]`).
+pub const LATENCY_US: Metric = Metric {
+    name: "latency_us",
+    label: "µs",
+    description: "latency per position by stage",
+    unit: "µs per position",
+    digits: 2,
+    read: Read::EvalKeyed(|r| {
+        r.cost
+            .latency_us_per_position
+            .iter()
+            .map(|(stage, us)| (stage.clone(), *us))
+            .collect()
+    }),
+};
+
+pub const ICL_ACC: Metric = Metric {
+    name: "icl_acc",
+    label: "accuracy",
+    description: "in-context accuracy",
+    unit: "accuracy",
+    digits: 3,
+    read: Read::Icl(|r| r.acc),
+};
+
+pub const ICL_ACC_NORM: Metric = Metric {
+    name: "icl_acc_norm",
+    label: "accuracy (per character)",
+    description: "in-context accuracy by label-word log-likelihood per character",
+    unit: "accuracy",
+    digits: 3,
+    read: Read::Icl(|r| r.acc_norm),
+};
+
+pub const ICL_ACC_PAPER: Metric = Metric {
+    name: "icl_acc_paper",
+    label: "accuracy (paper's argmax)",
+    description: "in-context accuracy by the paper's argmax protocol",
+    unit: "accuracy",
+    digits: 3,
+    read: Read::Icl(|r| r.acc_paper),
+};
+
+/// Every metric, in the order of each run's rows.
+pub const ALL: [&Metric; 16] = [
+    &PERPLEXITY,
+    &NLL,
+    &FAR_NLL,
+    &FAR_PERPLEXITY,
+    &HIT_RATE_ANY_HEAD,
+    &HIT_RATE_PER_HEAD,
+    &HIT_RATE_CHANCE,
+    &NEAR_NLL,
+    &BUCKET_PERPLEXITY,
+    &POSITIONS_PER_SECOND,
+    &MFU,
+    &PEAK_RSS_MIB,
+    &LATENCY_US,
+    &ICL_ACC,
+    &ICL_ACC_NORM,
+    &ICL_ACC_PAPER,
+];
+
+/// Every value an evaluation measured, by metric name, in [`ALL`]'s order.
+pub fn eval_values(result: &EvalResult) -> Vec<(String, f64)> {
+    let mut values = Vec::new();
+    for metric in ALL {
+        match metric.read {
+            Read::Eval(read) => values.extend(read(result).map(|v| (metric.name.to_string(), v))),
+            Read::EvalKeyed(read) => values.extend(read(result).into_iter().map(|(k, v)| (metric.keyed(&k), v))),
+            Read::Icl(_) => {}
+        }
+    }
+    values
+}
+
+/// Every value of one in-context learning row, by metric name, in [`ALL`]'s order.
+pub fn icl_values(row: &IclRow) -> Vec<(&'static str, f64)> {
+    ALL.iter()
+        .filter_map(|metric| match metric.read {
+            Read::Icl(read) => Some((metric.name, read(row))),
+            _ => None,
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::eval::result::IclResult;
+
+    const EVAL: &str = include_str!("../../tests/fixtures/results/eval-M16-c4-k8.json");
+    const EVAL_CORPUS: &str = include_str!("../../tests/fixtures/results/eval-plain-corpus.json");
+    const ICL: &str = include_str!("../../tests/fixtures/results/icl.json");
+
+    #[test]
+    fn names_are_unique() {
+        let mut names: Vec<String> = ALL
+            .iter()
+            .map(|m| match m.read {
+                Read::EvalKeyed(_) => m.keyed("…"),
+                _ => m.name.to_string(),
+            })
+            .collect();
+        names.sort();
+        names.dedup();
+        assert_eq!(names.len(), ALL.len());
+    }
+
+    #[test]
+    fn an_evaluation_gives_its_rows_in_registry_order() {
+        let result: EvalResult = serde_json::from_str(EVAL).unwrap();
+        let names: Vec<String> = eval_values(&result).into_iter().map(|(n, _)| n).collect();
+        assert_eq!(
+            names,
+            [
+                "perplexity",
+                "nll",
+                "far_nll",
+                "far_perplexity",
+                "hit_rate_any_head",
+                "hit_rate_per_head",
+                "hit_rate_chance",
+                "near_nll",
+                "perplexity[<5K]",
+                "positions_per_second",
+                "mfu",
+                "peak_rss_mib",
+                "latency_us[backbone]",
+                "latency_us[joint_attention]",
+                "latency_us[memory_write]",
+                "latency_us[retrieval]",
+                "latency_us[sidenet]",
+            ]
+        );
+        // A corpus without known answers has no near or far metrics.
+        let corpus: EvalResult = serde_json::from_str(EVAL_CORPUS).unwrap();
+        let names: Vec<String> = eval_values(&corpus).into_iter().map(|(n, _)| n).collect();
+        assert_eq!(
+            names,
+            [
+                "perplexity",
+                "nll",
+                "perplexity[>400]",
+                "positions_per_second",
+                "mfu",
+                "peak_rss_mib",
+                "latency_us[backbone]"
+            ]
+        );
+        assert_eq!(LATENCY_US.key_of("latency_us[sidenet]"), Some("sidenet"));
+        assert_eq!(LATENCY_US.key_of("latency_us"), None);
+        assert_eq!(LATENCY_US.keyed_label("retrieval"), "retrieval µs");
+    }
+
+    #[test]
+    fn an_icl_row_gives_its_three_accuracies() {
+        let result: IclResult = serde_json::from_str(ICL).unwrap();
+        let row = &result.rows[1];
+        assert_eq!(
+            icl_values(row),
+            [
+                ("icl_acc", row.acc),
+                ("icl_acc_norm", row.acc_norm),
+                ("icl_acc_paper", row.acc_paper)
+            ]
+        );
+    }
+}
