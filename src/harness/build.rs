@@ -117,6 +117,7 @@ pub fn source(spec: &Spec, split: Split, rows: usize) -> anyhow::Result<AnySourc
         Split::Train => spec.seed,
         Split::HeldOut { seed_offset } => spec.seed.wrapping_add(seed_offset),
     };
+    let lengths = spec.data.length_filter().unwrap_or_default();
     let (docs, corpus) = match &spec.data {
         DataSpec::Recall(config) => {
             return Ok(AnySource::Recall(RecallSource {
@@ -125,16 +126,13 @@ pub fn source(spec: &Spec, split: Split, rows: usize) -> anyhow::Result<AnySourc
             }));
         }
         DataSpec::Demos(config) => return Ok(AnySource::Demos(DemoSource::new(config.clone(), seed))),
-        DataSpec::TextDir { path, glob, corpus } => (text_dir(path, glob)?, corpus),
-        DataSpec::Jsonl { path, field, corpus } => (jsonl(path, field)?, corpus),
-        DataSpec::Cargo {
-            lock,
-            min_bytes,
-            max_bytes,
-            corpus,
-        } => {
+        DataSpec::TextDir { path, glob, corpus, .. } => (lengths.keep(text_dir(path, glob)?, path)?, corpus),
+        DataSpec::Jsonl {
+            path, field, corpus, ..
+        } => (lengths.keep(jsonl(path, field)?, path)?, corpus),
+        DataSpec::Cargo { lock, corpus, .. } => {
             let lock = lock.as_ref().expect("resolved specs name the lock file");
-            let found = cargo_sources(lock, &cargo_home(), *min_bytes, *max_bytes)?;
+            let found = cargo_sources(lock, &cargo_home(), lengths)?;
             tracing::info!(
                 documents = found.documents.len(),
                 not_unpacked = found.not_unpacked,

@@ -13,7 +13,7 @@ use crate::train::{AdamWConfig, Method, Precision, TrainConfig};
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
 
-use super::data_spec::resolve_data;
+use super::data_spec::{resolve_data, RawDataSpec};
 pub use super::data_spec::{CorpusOptions, DataSpec};
 
 #[derive(Debug, Deserialize)]
@@ -33,7 +33,7 @@ pub struct RawSpec {
     pub sidenet: RawSideNet,
     #[serde(default)]
     pub memtrm: RawMemTrm,
-    pub data: DataSpec,
+    pub data: RawDataSpec,
     pub train: RawTrain,
     pub icl: Option<IclSpec>,
 }
