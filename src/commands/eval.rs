@@ -12,8 +12,8 @@ use crate::eval::cost::{forward_flops_per_token, CostReport};
 use crate::eval::icl::{self, IclRow, IclSpec, IclSummary, IclTask};
 use crate::eval::{segments_to_cover, stream_nll_bucketed, NllTotals, PAPER_LENGTH_EDGES};
 use crate::fsutil::write_json_atomic;
-use crate::harness::build::{self, Split};
-use crate::harness::spec::{DataSpec, Spec};
+use crate::harness::build;
+use crate::harness::spec::Spec;
 use crate::models::{weights, BlockStyle};
 use crate::profile::StageClock;
 use crate::train::{Learner, Method};
@@ -27,7 +27,8 @@ struct EvalReport<'a> {
     window: usize,
     /// Memory gates closed (the no-memory ablation).
     memory_gates_closed: bool,
-    /// Held-out documents per batch row (generators), or every held-out document (corpora).
+    /// Held-out documents per batch row: as asked (generators), or the most any row reads
+    /// (corpora, whose first `--documents` held-out documents are read, each once).
     documents_per_row: u64,
     totals: &'a NllTotals,
     perplexity: f64,
@@ -195,23 +196,9 @@ fn perplexity(
     out: &std::path::Path,
 ) -> anyhow::Result<()> {
     let spec = spec.clone();
-    let source = build::source(
-        &spec,
-        Split::HeldOut {
-            seed_offset: args.seed_offset,
-        },
-        spec.batch_size,
-    )?;
     // Whole documents, so evaluations with different windows score the same documents; a
     // corpus's held-out documents are each read exactly once.
-    let documents = match &spec.data {
-        // The generator never runs out.
-        DataSpec::Recall(_) | DataSpec::Demos(_) => args.documents.unwrap_or(8),
-        _ => {
-            let all = first_missing(&source, spec.batch_size);
-            args.documents.map_or(all, |n| n.min(all))
-        }
-    };
+    let (source, documents) = build::held_out(&spec, args.seed_offset, spec.batch_size, args.documents)?;
     let batches = segments_to_cover(&source, spec.batch_size, documents, window);
     let mut stream = SegmentStream::new(source, spec.batch_size, window, device).with_far_reference(spec.segment_len);
     let clock = StageClock::new(device);
@@ -309,15 +296,6 @@ fn perplexity(
 fn output_name(stem: &str, args: &EvalArgs, spec: &Spec) -> String {
     let overrides = args.memory_size.is_some() || args.chunk.is_some() || args.top_k.is_some();
     crate::eval::result_file_name(stem, args.window, args.no_memory, overrides.then_some(&spec.memory))
-}
-
-/// The number of documents per row after which no row has any (finite sources); a cap.
-fn first_missing<S: crate::data::DocumentSource>(source: &S, rows: usize) -> u64 {
-    let mut n = 0u64;
-    while (0..rows as u64).any(|row| source.exists(row, n)) && n < 1 << 20 {
-        n += 1;
-    }
-    n
 }
 
 /// The long-window plain reference (DESIGN.md §2.4): window T + M "when it fits", i.e. within
