@@ -218,3 +218,55 @@ fn corpus_experiment(data: &str) -> String {
         .replace("kind = \"recall\"\ndoc_tokens = 64", data)
         .replace("\"data.doc_tokens\" = 16\n", "")
 }
+
+/// `plan`'s lines for the eval stage: their token counts.
+fn planned_eval_tokens(file: &Path) -> (Vec<String>, String) {
+    let out = Command::cargo_bin("longmem")
+        .unwrap()
+        .arg("plan")
+        .arg(file)
+        .assert()
+        .success();
+    let stdout = String::from_utf8(out.get_output().stdout.clone()).unwrap();
+    let tokens = stdout
+        .lines()
+        .filter(|l| l.trim_start().starts_with("eval "))
+        .map(|l| l.split_whitespace().nth(4).unwrap().to_string())
+        .collect();
+    (tokens, stdout)
+}
+
+#[test]
+fn plan_counts_the_held_out_tokens_an_evaluation_reads() {
+    let dir = tempfile::tempdir().unwrap();
+    // 10 documents of 100, 200, ..., 1000 bytes; 0.2 held out: the last two, 900 + 1000 bytes.
+    for i in 1..=10 {
+        let path = dir.path().join(format!("books/{i:02}.txt"));
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(path, "x".repeat(100 * i)).unwrap();
+    }
+    let file = dir.path().join("corpus.toml");
+    let data = "kind = \"text_dir\"\npath = \"books\"\ntokenizer = \"byte\"\nholdout = 0.2";
+    std::fs::write(&file, corpus_experiment(data)).unwrap();
+    let (tokens, stdout) = planned_eval_tokens(&file);
+    assert_eq!(tokens, vec!["1.90e3"; 2], "{stdout}");
+    // `[eval] documents` caps it: the first held-out document.
+    std::fs::write(&file, corpus_experiment(data).replace("documents = 2", "documents = 1")).unwrap();
+    assert_eq!(planned_eval_tokens(&file).0, vec!["9.00e2"; 2]);
+    // A generator: documents per row × rows × document length (2 × 2 × 64).
+    std::fs::write(&file, common::mini_experiment("recall", 4, "method = [\"plain\"]")).unwrap();
+    assert_eq!(planned_eval_tokens(&file).0, vec!["2.56e2"]);
+    // Data not on this machine: the rough estimate (2 rows × 16 tokens × 64), with a note.
+    std::fs::write(&file, corpus_experiment(&data.replace("books", "elsewhere"))).unwrap();
+    let (tokens, stdout) = planned_eval_tokens(&file);
+    assert_eq!(tokens, vec!["2.05e3"; 2], "{stdout}");
+    assert!(
+        stdout.contains("note: ") && stdout.contains("elsewhere") && stdout.contains("estimated"),
+        "{stdout}"
+    );
+    assert_eq!(
+        stdout.matches("note: ").count(),
+        1,
+        "one note per data section: {stdout}"
+    );
+}
