@@ -182,8 +182,9 @@ pub struct TrainArgs {
 pub struct EvalArgs {
     /// The spec the run was trained with.
     pub spec: PathBuf,
-    /// Held-out documents per batch row to evaluate (whole documents). Default: 8 for the
-    /// built-in generator, every held-out document of a corpus.
+    /// Held-out documents to evaluate, whole. For the built-in generators, N per batch row
+    /// (default 8); for a corpus, its first N held-out documents in id order, each read once
+    /// (default all): this bounds evaluation time.
     #[arg(long)]
     pub documents: Option<u64>,
     /// Evaluate a plain backbone with this local window instead of the spec's segment

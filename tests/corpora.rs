@@ -119,6 +119,38 @@ fn every_held_out_document_is_scored_once_and_matches_a_slow_reference() {
 }
 
 #[test]
+fn documents_caps_a_corpus_evaluation_to_its_first_held_out_documents() {
+    let dir = tempfile::tempdir().unwrap();
+    write_books(dir.path());
+    let data = "kind = \"text_dir\"\npath = \"books\"\ntokenizer = \"byte\"\nholdout = 0.5";
+    let spec = Spec::parse(&spec_text(Method::Pretrain, data), &dir.path().join("s.toml")).unwrap();
+    let mut learner = {
+        let _rng = common::rng_lock();
+        spec.build_model(Device::Cpu).unwrap()
+    };
+    // Held out: the last 6 of 12 documents by path, 220, 250, ..., 370 bytes, over 2 rows.
+    for (documents, lengths) in [
+        (Some(1), vec![220]),
+        (Some(3), vec![220, 250, 280]),
+        (Some(6), vec![220, 250, 280, 310, 340, 370]),
+        (Some(100), vec![220, 250, 280, 310, 340, 370]),
+        (None, vec![220, 250, 280, 310, 340, 370]),
+    ] {
+        let (source, per_row) = config::held_out(&spec, 0, spec.batch_size, documents).unwrap();
+        assert_eq!(per_row, (lengths.len() as u64).div_ceil(2), "{documents:?}");
+        let batches = longmem_bench::eval::segments_to_cover(&source, 2, per_row, 16);
+        let mut stream = SegmentStream::new(source, 2, 16, Device::Cpu);
+        let totals = stream_nll_bucketed(learner.as_mut(), &mut stream, batches, &[], &Default::default());
+        let targets: usize = lengths.iter().map(|n| n - 1).sum();
+        assert_eq!(
+            totals.tokens, targets as f64,
+            "{documents:?}: exactly these documents, once"
+        );
+        assert_eq!(totals.by_length[0].documents, lengths.len() as u64, "{documents:?}");
+    }
+}
+
+#[test]
 fn train_and_eval_run_on_a_text_directory_through_the_cli() {
     let dir = tempfile::tempdir().unwrap();
     write_books(dir.path());
@@ -138,6 +170,18 @@ fn train_and_eval_run_on_a_text_directory_through_the_cli() {
         serde_json::from_str(&std::fs::read_to_string(dir.path().join("out-longmem/eval.json")).unwrap()).unwrap();
     assert_eq!(report["totals"]["tokens"], 309.0 + 339.0 + 369.0);
     assert_eq!(report["totals"]["by_length"][0]["bucket"], "<5K");
+    // `--documents 2`: the first two held-out documents, nothing of the third.
+    let spec = dir.path().join("longmem.toml");
+    longmem()
+        .arg("eval")
+        .arg(&spec)
+        .args(["--documents", "2"])
+        .assert()
+        .success();
+    let report: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.path().join("out-longmem/eval.json")).unwrap()).unwrap();
+    assert_eq!(report["totals"]["tokens"], 309.0 + 339.0);
+    assert_eq!(report["documents_per_row"], 1);
 }
 
 #[test]

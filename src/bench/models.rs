@@ -5,7 +5,7 @@
 
 use super::{measure, measure_each, BenchRow, Scale};
 use crate::config::AdamWConfig;
-use crate::config::{DataSpec, RawBackbone, RawTrain, Spec, SpecBuilder};
+use crate::config::{RawBackbone, RawDataSpec, RawTrain, Spec, SpecBuilder};
 use crate::data::Batch;
 use crate::data::RecallConfig;
 use crate::device::DeviceSpec;
@@ -130,7 +130,7 @@ impl ModelShape {
         backbone.n_positions = Some(self.window);
         backbone.vocab_size = Some(self.vocab);
         backbone.dropout = Some(0.0);
-        let data = DataSpec::Recall(RecallConfig::with_doc_tokens(4 * self.window as usize));
+        let data = RawDataSpec::Recall(RecallConfig::with_doc_tokens(4 * self.window as usize));
         let memory = MemorySpec {
             size: self.memory,
             chunk: self.chunk,

@@ -6,7 +6,7 @@ use super::resolver::Resolver;
 use super::sections::{RawMemTrm, RawSideNet};
 use super::spec::RawSpec;
 use super::train::RawTrain;
-use super::{DataSpec, Spec, SpecError};
+use super::{RawDataSpec, Spec, SpecError};
 use crate::device::DeviceSpec;
 use crate::memory::MemorySpec;
 use crate::methods::Method;
@@ -20,7 +20,7 @@ pub struct SpecBuilder {
 }
 
 impl SpecBuilder {
-    pub fn new(method: Method, backbone: RawBackbone, data: DataSpec, train: RawTrain) -> Self {
+    pub fn new(method: Method, backbone: RawBackbone, data: RawDataSpec, train: RawTrain) -> Self {
         Self {
             raw: RawSpec {
                 seed: 0,

@@ -1,8 +1,10 @@
-//! The `[data]` section of a spec: where a run's documents come from, validated and with
-//! its paths made absolute.
+//! The `[data]` section of a spec: where a run's documents come from. [`RawDataSpec`] is the
+//! section as written (each kind's keys with their defaults; any other key is an error), and
+//! [`DataSpec`] the validated form, with its paths made absolute.
 
 use super::resolver::{Resolver, SpecError};
 use crate::data::classify::DemoCorpusConfig;
+use crate::data::loaders::LengthFilter;
 use crate::data::RecallConfig;
 use crate::fsutil::resolve_path;
 use crate::tokenizer::{Tokenizer, TokenizerKind};
@@ -16,7 +18,7 @@ mod defaults {
     pub fn field() -> String {
         "text".into()
     }
-    pub fn min_bytes() -> usize {
+    pub fn cargo_min_bytes() -> usize {
         20_000
     }
     pub fn tokenizer() -> crate::tokenizer::TokenizerKind {
@@ -27,8 +29,53 @@ mod defaults {
     }
 }
 
-/// Where a run's documents come from. Paths in a file are relative to the spec file; in a
-/// resolved spec they are absolute.
+/// The `[data]` section as a file writes it. Serde's `flatten` would switch
+/// `deny_unknown_fields` off, so every corpus kind lists the keys they share itself; a
+/// misspelt key is an error naming it and the keys its kind allows.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
+pub enum RawDataSpec {
+    Recall(RecallConfig),
+    Demos(DemoCorpusConfig),
+    TextDir {
+        path: PathBuf,
+        #[serde(default = "defaults::glob")]
+        glob: String,
+        #[serde(default)]
+        min_bytes: usize,
+        max_bytes: Option<usize>,
+        #[serde(default = "defaults::tokenizer")]
+        tokenizer: TokenizerKind,
+        #[serde(default = "defaults::holdout")]
+        holdout: f64,
+    },
+    Jsonl {
+        path: PathBuf,
+        #[serde(default = "defaults::field")]
+        field: String,
+        #[serde(default)]
+        min_bytes: usize,
+        max_bytes: Option<usize>,
+        #[serde(default = "defaults::tokenizer")]
+        tokenizer: TokenizerKind,
+        #[serde(default = "defaults::holdout")]
+        holdout: f64,
+    },
+    Cargo {
+        lock: Option<PathBuf>,
+        #[serde(default = "defaults::cargo_min_bytes")]
+        min_bytes: usize,
+        max_bytes: Option<usize>,
+        #[serde(default = "defaults::tokenizer")]
+        tokenizer: TokenizerKind,
+        #[serde(default = "defaults::holdout")]
+        holdout: f64,
+    },
+}
+
+/// Where a run's documents come from, validated; paths are absolute. Its JSON is part of
+/// every run id, so keys added since are left out where unset and existing specs keep
+/// their ids.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum DataSpec {
@@ -40,23 +87,33 @@ pub enum DataSpec {
     /// A directory of plain-text documents, one per file.
     TextDir {
         path: PathBuf,
-        #[serde(default = "defaults::glob")]
         glob: String,
+        /// Leave out documents of fewer bytes (0: keep all).
+        #[serde(default, skip_serializing_if = "is_zero")]
+        min_bytes: usize,
+        /// Leave out documents of more bytes (bounds evaluation time).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        max_bytes: Option<usize>,
         #[serde(flatten)]
         corpus: CorpusOptions,
     },
     /// A JSONL file, one document per line under `field`.
     Jsonl {
         path: PathBuf,
-        #[serde(default = "defaults::field")]
         field: String,
+        /// Leave out documents of fewer bytes (0: keep all).
+        #[serde(default, skip_serializing_if = "is_zero")]
+        min_bytes: usize,
+        /// Leave out documents of more bytes (bounds evaluation time).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        max_bytes: Option<usize>,
         #[serde(flatten)]
         corpus: CorpusOptions,
     },
     /// The sources of the crates pinned in a Cargo.lock (default: this project's).
     Cargo {
         lock: Option<PathBuf>,
-        #[serde(default = "defaults::min_bytes")]
+        /// Leave out crates with less source than this.
         min_bytes: usize,
         /// Leave out crates with more source than this (bounds evaluation time).
         max_bytes: Option<usize>,
@@ -65,13 +122,15 @@ pub enum DataSpec {
     },
 }
 
+fn is_zero(n: &usize) -> bool {
+    *n == 0
+}
+
 /// Settings every text corpus shares.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct CorpusOptions {
-    #[serde(default = "defaults::tokenizer")]
     pub tokenizer: TokenizerKind,
     /// Fraction of documents (the last ones in id order) held out for evaluation.
-    #[serde(default = "defaults::holdout")]
     pub holdout: f64,
 }
 
@@ -94,32 +153,59 @@ impl DataSpec {
             }
         }
     }
+
+    /// The length limits of a corpus's documents; `None` for the generators.
+    pub fn length_filter(&self) -> Option<LengthFilter> {
+        match *self {
+            DataSpec::Recall(_) | DataSpec::Demos(_) => None,
+            DataSpec::TextDir {
+                min_bytes, max_bytes, ..
+            }
+            | DataSpec::Jsonl {
+                min_bytes, max_bytes, ..
+            }
+            | DataSpec::Cargo {
+                min_bytes, max_bytes, ..
+            } => Some(LengthFilter { min_bytes, max_bytes }),
+        }
+    }
 }
 
+/// The invalid-key error of the spec being resolved: key, value given, what is allowed.
+type Invalid<'a> = &'a dyn Fn(&str, &dyn std::fmt::Display, &str) -> SpecError;
+
 /// Validates the data section and makes its paths absolute.
-pub(super) fn resolve_data(data: DataSpec, r: &Resolver) -> Result<DataSpec, SpecError> {
+pub(super) fn resolve_data(data: RawDataSpec, r: &Resolver) -> Result<DataSpec, SpecError> {
     let (base, check_paths) = (r.base(), r.check_paths());
-    let invalid = |key: &str, value: &dyn std::fmt::Display, allowed: &str| r.invalid(key, value, allowed);
-    let holdout = |corpus: &CorpusOptions| {
-        if (0.0..1.0).contains(&corpus.holdout) {
-            Ok(())
-        } else {
-            Err(invalid("data.holdout", &corpus.holdout, "a fraction in [0, 1)"))
-        }
-    };
+    let invalid: Invalid = &|key: &str, value: &dyn std::fmt::Display, allowed: &str| r.invalid(key, value, allowed);
     Ok(match data {
-        DataSpec::Recall(r) => {
+        RawDataSpec::Recall(r) => {
             r.validate()
                 .map_err(|e| invalid(&format!("data.{}", e.key), &e.value, e.allowed))?;
             DataSpec::Recall(r)
         }
-        DataSpec::Demos(d) => {
+        RawDataSpec::Demos(d) => {
             d.validate()
                 .map_err(|e| invalid(&format!("data.{}", e.key), &e.value, &e.allowed))?;
             DataSpec::Demos(d)
         }
-        DataSpec::TextDir { path, glob, corpus } => {
-            holdout(&corpus)?;
+        corpus => resolve_corpus(corpus, base, check_paths, invalid)?,
+    })
+}
+
+/// [`resolve_data`] for the corpus kinds: their shared settings checked, their file found.
+fn resolve_corpus(data: RawDataSpec, base: &Path, check_paths: bool, invalid: Invalid) -> Result<DataSpec, SpecError> {
+    Ok(match data {
+        RawDataSpec::Recall(_) | RawDataSpec::Demos(_) => unreachable!("generators are no corpus"),
+        RawDataSpec::TextDir {
+            path,
+            glob,
+            min_bytes,
+            max_bytes,
+            tokenizer,
+            holdout,
+        } => {
+            let corpus = corpus_options(tokenizer, holdout, min_bytes, max_bytes, invalid)?;
             let path = resolve_path(base, &path);
             if check_paths && !path.is_dir() {
                 return Err(invalid(
@@ -128,30 +214,43 @@ pub(super) fn resolve_data(data: DataSpec, r: &Resolver) -> Result<DataSpec, Spe
                     "an existing directory of text documents",
                 ));
             }
-            DataSpec::TextDir { path, glob, corpus }
+            DataSpec::TextDir {
+                path,
+                glob,
+                min_bytes,
+                max_bytes,
+                corpus,
+            }
         }
-        DataSpec::Jsonl { path, field, corpus } => {
-            holdout(&corpus)?;
+        RawDataSpec::Jsonl {
+            path,
+            field,
+            min_bytes,
+            max_bytes,
+            tokenizer,
+            holdout,
+        } => {
+            let corpus = corpus_options(tokenizer, holdout, min_bytes, max_bytes, invalid)?;
             let path = resolve_path(base, &path);
             if check_paths && !path.is_file() {
                 return Err(invalid("data.path", &path.display(), "an existing JSONL file"));
             }
-            DataSpec::Jsonl { path, field, corpus }
+            DataSpec::Jsonl {
+                path,
+                field,
+                min_bytes,
+                max_bytes,
+                corpus,
+            }
         }
-        DataSpec::Cargo {
+        RawDataSpec::Cargo {
             lock,
             min_bytes,
             max_bytes,
-            corpus,
+            tokenizer,
+            holdout,
         } => {
-            holdout(&corpus)?;
-            if let Some(max) = max_bytes.filter(|&max| max < min_bytes) {
-                return Err(invalid(
-                    "data.max_bytes",
-                    &max,
-                    &format!("at least data.min_bytes = {min_bytes}"),
-                ));
-            }
+            let corpus = corpus_options(tokenizer, holdout, min_bytes, max_bytes, invalid)?;
             let lock = lock.map_or_else(
                 || Path::new(env!("CARGO_MANIFEST_DIR")).join("Cargo.lock"),
                 |l| resolve_path(base, &l),
@@ -167,4 +266,26 @@ pub(super) fn resolve_data(data: DataSpec, r: &Resolver) -> Result<DataSpec, Spe
             }
         }
     })
+}
+
+/// Validates the settings every corpus kind shares: the held-out fraction and the length
+/// limits.
+fn corpus_options(
+    tokenizer: TokenizerKind,
+    holdout: f64,
+    min_bytes: usize,
+    max_bytes: Option<usize>,
+    invalid: Invalid,
+) -> Result<CorpusOptions, SpecError> {
+    if !(0.0..1.0).contains(&holdout) {
+        return Err(invalid("data.holdout", &holdout, "a fraction in [0, 1)"));
+    }
+    if let Some(max) = max_bytes.filter(|&max| max < min_bytes) {
+        return Err(invalid(
+            "data.max_bytes",
+            &max,
+            &format!("at least data.min_bytes = {min_bytes}"),
+        ));
+    }
+    Ok(CorpusOptions { tokenizer, holdout })
 }

@@ -15,11 +15,11 @@ mod train;
 
 pub use backbone::RawBackbone;
 pub use builder::SpecBuilder;
-pub use data::{CorpusOptions, DataSpec};
+pub use data::{CorpusOptions, DataSpec, RawDataSpec};
 pub use icl::IclSpec;
 pub use resolver::{FileChecks, Resolver, SpecError};
 pub use sections::{RawMemTrm, RawSideNet};
 pub use slurm::SlurmSettings;
-pub use sources::{source, train_stream, AnySource, Split};
+pub use sources::{held_out, source, train_stream, AnySource, Split};
 pub use spec::{RawSpec, Spec, SpecFile};
 pub use train::{AdamWConfig, Precision, RawTrain, TrainConfig};

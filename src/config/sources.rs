@@ -58,6 +58,7 @@ pub fn source(spec: &Spec, split: Split, rows: usize) -> anyhow::Result<AnySourc
         Split::Train => spec.seed,
         Split::HeldOut { seed_offset } => spec.seed.wrapping_add(seed_offset),
     };
+    let lengths = spec.data.length_filter().unwrap_or_default();
     let (docs, corpus) = match &spec.data {
         DataSpec::Recall(config) => {
             return Ok(AnySource::Recall(RecallSource {
@@ -66,16 +67,13 @@ pub fn source(spec: &Spec, split: Split, rows: usize) -> anyhow::Result<AnySourc
             }));
         }
         DataSpec::Demos(config) => return Ok(AnySource::Demos(DemoSource::new(config.clone(), seed))),
-        DataSpec::TextDir { path, glob, corpus } => (text_dir(path, glob)?, corpus),
-        DataSpec::Jsonl { path, field, corpus } => (jsonl(path, field)?, corpus),
-        DataSpec::Cargo {
-            lock,
-            min_bytes,
-            max_bytes,
-            corpus,
-        } => {
+        DataSpec::TextDir { path, glob, corpus, .. } => (lengths.keep(text_dir(path, glob)?, path)?, corpus),
+        DataSpec::Jsonl {
+            path, field, corpus, ..
+        } => (lengths.keep(jsonl(path, field)?, path)?, corpus),
+        DataSpec::Cargo { lock, corpus, .. } => {
             let lock = lock.as_ref().expect("resolved specs name the lock file");
-            let found = cargo_sources(lock, &cargo_home(), *min_bytes, *max_bytes)?;
+            let found = cargo_sources(lock, &cargo_home(), lengths)?;
             tracing::info!(
                 documents = found.documents.len(),
                 not_unpacked = found.not_unpacked,
@@ -127,4 +125,35 @@ fn split_documents(
 pub fn train_stream(spec: &Spec, device: Device) -> anyhow::Result<SegmentStream<AnySource>> {
     let source = source(spec, Split::Train, spec.batch_size)?;
     Ok(SegmentStream::new(source, spec.batch_size, spec.segment_len, device))
+}
+
+/// What an evaluation reads: the held-out source with `rows` batch rows, and how many
+/// documents per row to stream. A generator never runs out: `documents` per row (default
+/// 8), drawn from the spec's seed plus `seed_offset`. A corpus: its first `documents`
+/// held-out documents in id order (default all), each read once; the count per row is then
+/// the most any row has.
+pub fn held_out(
+    spec: &Spec,
+    seed_offset: u64,
+    rows: usize,
+    documents: Option<u64>,
+) -> anyhow::Result<(AnySource, u64)> {
+    let source = match (source(spec, Split::HeldOut { seed_offset }, rows)?, documents) {
+        (AnySource::Corpus(corpus), Some(n)) => AnySource::Corpus(corpus.first_documents(n)),
+        (source, _) => source,
+    };
+    let per_row = match source {
+        AnySource::Corpus(_) => first_missing(&source, rows),
+        AnySource::Recall(_) | AnySource::Demos(_) => documents.unwrap_or(8),
+    };
+    Ok((source, per_row))
+}
+
+/// The number of documents per row after which no row has any (finite sources); a cap.
+fn first_missing<S: DocumentSource>(source: &S, rows: usize) -> u64 {
+    let mut n = 0u64;
+    while (0..rows as u64).any(|row| source.exists(row, n)) && n < 1 << 20 {
+        n += 1;
+    }
+    n
 }

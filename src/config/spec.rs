@@ -10,7 +10,7 @@ use super::icl::{resolve_icl, IclSpec};
 use super::resolver::{FileChecks, Resolver, SpecError};
 use super::sections::{resolve_memory, RawMemTrm, RawSideNet};
 use super::train::{RawTrain, TrainConfig};
-use super::DataSpec;
+use super::{DataSpec, RawDataSpec};
 use crate::device::DeviceSpec;
 use crate::fsutil::resolve_path;
 use crate::memory::MemorySpec;
@@ -37,7 +37,7 @@ pub struct RawSpec {
     pub sidenet: RawSideNet,
     #[serde(default)]
     pub memtrm: RawMemTrm,
-    pub data: DataSpec,
+    pub data: RawDataSpec,
     pub train: RawTrain,
     pub icl: Option<IclSpec>,
 }

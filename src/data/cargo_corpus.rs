@@ -10,7 +10,7 @@
 //! Cargo never unpacked on this platform (e.g. Windows-only dependencies); their numbers are
 //! reported.
 
-use super::loaders::{DataError, TextDocument};
+use super::loaders::{DataError, Length, LengthFilter, TextDocument};
 use std::path::{Path, PathBuf};
 
 /// The corpus and what the selection rule left out.
@@ -32,13 +32,9 @@ pub fn cargo_home() -> PathBuf {
         .unwrap_or_else(|| PathBuf::from(std::env::var_os("HOME").unwrap_or_default()).join(".cargo"))
 }
 
-/// Reads the corpus for `lock` from `cargo_home`'s registry.
-pub fn cargo_sources(
-    lock: &Path,
-    cargo_home: &Path,
-    min_bytes: usize,
-    max_bytes: Option<usize>,
-) -> Result<CargoCorpus, DataError> {
+/// Reads the corpus for `lock` from `cargo_home`'s registry, keeping the crates whose
+/// source (the `.rs` files, without the path lines) is within `lengths`.
+pub fn cargo_sources(lock: &Path, cargo_home: &Path, lengths: LengthFilter) -> Result<CargoCorpus, DataError> {
     let text = std::fs::read_to_string(lock).map_err(|source| DataError::Io {
         path: lock.to_path_buf(),
         source,
@@ -101,15 +97,11 @@ pub fn cargo_sources(
                 text.push('\n');
             }
         }
-        if source_bytes < min_bytes {
-            too_short += 1;
-            continue;
+        match lengths.judge(source_bytes) {
+            Length::TooShort => too_short += 1,
+            Length::TooLong => too_long += 1,
+            Length::Within => documents.push(TextDocument { id: dir_name, text }),
         }
-        if max_bytes.is_some_and(|max| source_bytes > max) {
-            too_long += 1;
-            continue;
-        }
-        documents.push(TextDocument { id: dir_name, text });
     }
     if documents.is_empty() {
         return Err(DataError::Malformed {
@@ -158,6 +150,13 @@ name = "myself"
 version = "0.1.0"
 "#;
 
+    fn at_least(min_bytes: usize) -> LengthFilter {
+        LengthFilter {
+            min_bytes,
+            max_bytes: None,
+        }
+    }
+
     fn write(path: PathBuf, text: &str) {
         std::fs::create_dir_all(path.parent().unwrap()).unwrap();
         std::fs::write(path, text).unwrap();
@@ -175,10 +174,18 @@ version = "0.1.0"
         write(index.join("alpha-1.0.0/README.md"), "not code");
         write(index.join("beta-0.2.1/src/lib.rs"), "x");
         // gamma is pinned but not unpacked; myself is not from the registry.
-        let corpus = cargo_sources(&lock, &home, 10, None).unwrap();
+        let corpus = cargo_sources(&lock, &home, at_least(10)).unwrap();
         assert_eq!(corpus.documents.len(), 1);
         assert_eq!((corpus.not_unpacked, corpus.too_short, corpus.too_long), (1, 1, 0));
-        let capped = cargo_sources(&lock, &home, 0, Some(10)).unwrap();
+        let capped = cargo_sources(
+            &lock,
+            &home,
+            LengthFilter {
+                min_bytes: 0,
+                max_bytes: Some(10),
+            },
+        )
+        .unwrap();
         assert_eq!(
             capped.documents.iter().map(|d| d.id.as_str()).collect::<Vec<_>>(),
             vec!["beta-0.2.1"]
@@ -197,7 +204,7 @@ version = "0.1.0"
         let dir = tempfile::tempdir().unwrap();
         let lock = dir.path().join("Cargo.lock");
         std::fs::write(&lock, LOCK).unwrap();
-        let err = cargo_sources(&lock, &dir.path().join("nowhere"), 1, None)
+        let err = cargo_sources(&lock, &dir.path().join("nowhere"), at_least(1))
             .unwrap_err()
             .to_string();
         assert!(err.contains("none of the 4") && err.contains("cargo fetch"), "{err}");
@@ -207,7 +214,7 @@ version = "0.1.0"
     fn this_projects_own_dependencies_form_a_long_document_corpus() {
         // Every machine that built this test has unpacked them.
         let lock = Path::new(env!("CARGO_MANIFEST_DIR")).join("Cargo.lock");
-        let corpus = cargo_sources(&lock, &cargo_home(), 20_000, None).unwrap();
+        let corpus = cargo_sources(&lock, &cargo_home(), at_least(20_000)).unwrap();
         assert!(corpus.documents.len() >= 20, "{} documents", corpus.documents.len());
         let tch = corpus
             .documents

@@ -39,6 +39,100 @@ pub enum DataError {
     Glob { glob: String, problem: String },
     #[error("{path} is not valid UTF-8 text ({problem}); convert it or exclude it with the glob")]
     NotUtf8 { path: PathBuf, problem: String },
+    #[error("{path}: none of its {documents} documents is {limits}; lower data.min_bytes or raise data.max_bytes")]
+    NoneWithinLengths {
+        path: PathBuf,
+        documents: usize,
+        limits: String,
+    },
+}
+
+/// Length limits on a corpus's documents, in bytes of text: documents shorter than
+/// `min_bytes` or longer than `max_bytes` are left out. The default keeps every document.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct LengthFilter {
+    pub min_bytes: usize,
+    pub max_bytes: Option<usize>,
+}
+
+/// Where a document's length puts it against a [`LengthFilter`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Length {
+    Within,
+    TooShort,
+    TooLong,
+}
+
+/// The documents a [`LengthFilter`] kept, and how many it left out on each side.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WithinLengths {
+    pub documents: Vec<TextDocument>,
+    pub too_short: usize,
+    pub too_long: usize,
+}
+
+impl LengthFilter {
+    /// Whether a document of `bytes` bytes is kept.
+    pub fn judge(&self, bytes: usize) -> Length {
+        if bytes < self.min_bytes {
+            Length::TooShort
+        } else if self.max_bytes.is_some_and(|max| bytes > max) {
+            Length::TooLong
+        } else {
+            Length::Within
+        }
+    }
+
+    /// The documents within the limits (text length in bytes), in their order.
+    pub fn apply(&self, docs: Vec<TextDocument>) -> WithinLengths {
+        let mut out = WithinLengths {
+            documents: Vec::with_capacity(docs.len()),
+            too_short: 0,
+            too_long: 0,
+        };
+        for doc in docs {
+            match self.judge(doc.text.len()) {
+                Length::Within => out.documents.push(doc),
+                Length::TooShort => out.too_short += 1,
+                Length::TooLong => out.too_long += 1,
+            }
+        }
+        out
+    }
+
+    /// [`LengthFilter::apply`] on the documents read from `origin`, logging how many it
+    /// left out; an error when it leaves none.
+    pub fn keep(&self, docs: Vec<TextDocument>, origin: &Path) -> Result<Vec<TextDocument>, DataError> {
+        if *self == LengthFilter::default() {
+            return Ok(docs);
+        }
+        let read = docs.len();
+        let kept = self.apply(docs);
+        tracing::info!(
+            corpus = %origin.display(),
+            documents = kept.documents.len(),
+            too_short = kept.too_short,
+            too_long = kept.too_long,
+            "length filter"
+        );
+        if kept.documents.is_empty() {
+            return Err(DataError::NoneWithinLengths {
+                path: origin.to_path_buf(),
+                documents: read,
+                limits: self.to_string(),
+            });
+        }
+        Ok(kept.documents)
+    }
+}
+
+impl std::fmt::Display for LengthFilter {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.max_bytes {
+            Some(max) => write!(f, "within {} to {max} bytes", self.min_bytes),
+            None => write!(f, "at least {} bytes", self.min_bytes),
+        }
+    }
 }
 
 fn io(path: &Path) -> impl FnOnce(std::io::Error) -> DataError + '_ {
@@ -305,6 +399,36 @@ mod tests {
             .unwrap_err()
             .to_string()
             .contains("invalid glob"));
+    }
+
+    #[test]
+    fn length_filters_leave_out_short_and_long_documents_and_name_the_limits() {
+        let docs: Vec<TextDocument> = [3, 10, 5, 20]
+            .iter()
+            .map(|&n| TextDocument {
+                id: format!("d{n}"),
+                text: "x".repeat(n),
+            })
+            .collect();
+        let filter = LengthFilter {
+            min_bytes: 5,
+            max_bytes: Some(10),
+        };
+        let kept = filter.apply(docs.clone());
+        let ids: Vec<&str> = kept.documents.iter().map(|d| d.id.as_str()).collect();
+        assert_eq!(ids, vec!["d10", "d5"], "bounds are inclusive, order kept");
+        assert_eq!((kept.too_short, kept.too_long), (1, 1));
+        let all = LengthFilter::default().keep(docs.clone(), Path::new("c")).unwrap();
+        assert_eq!(all, docs);
+        let none = LengthFilter {
+            min_bytes: 50,
+            max_bytes: None,
+        };
+        let err = none.keep(docs, Path::new("corpus/dir")).unwrap_err().to_string();
+        assert!(
+            err.contains("corpus/dir") && err.contains("none of its 4 documents is at least 50 bytes"),
+            "{err}"
+        );
     }
 
     #[test]

@@ -150,6 +150,23 @@ pub struct CorpusSource {
     pub cycle: bool,
 }
 
+impl CorpusSource {
+    /// The same source over the corpus's first `n` documents only (all of them when it has
+    /// fewer): without cycling, a stream then reads exactly those, each once.
+    pub fn first_documents(self, n: u64) -> Self {
+        let n = (n as usize).min(self.corpus.docs.len());
+        let corpus = TokenizedCorpus {
+            ids: self.corpus.ids[..n].to_vec(),
+            docs: self.corpus.docs[..n].to_vec(),
+            vocab_size: self.corpus.vocab_size,
+        };
+        Self {
+            corpus: Arc::new(corpus),
+            ..self
+        }
+    }
+}
+
 impl DocumentSource for CorpusSource {
     fn document(&self, row: u64, index: u64) -> Document {
         let n = self.corpus.docs.len() as u64;
@@ -238,5 +255,9 @@ mod tests {
         assert!(source.exists(1, 1));
         let once = CorpusSource { cycle: false, ..source };
         assert!(once.exists(0, 1) && !once.exists(1, 1));
+        let first = once.clone().first_documents(2);
+        assert_eq!(first.corpus.ids, vec!["a", "b"]);
+        assert!(first.exists(1, 0) && !first.exists(0, 1));
+        assert_eq!(once.clone().first_documents(9).corpus, once.corpus);
     }
 }

@@ -26,4 +26,6 @@ pub fn result_file_name(stem: &str, window: Option<usize>, no_memory: bool, memo
     name + ".json"
 }
 
-pub use perplexity::{segments_to_cover, stream_nll, stream_nll_bucketed, BucketTotals, NllTotals, PAPER_LENGTH_EDGES};
+pub use perplexity::{
+    segments_to_cover, stream_nll, stream_nll_bucketed, tokens_to_cover, BucketTotals, NllTotals, PAPER_LENGTH_EDGES,
+};

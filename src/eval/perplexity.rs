@@ -243,6 +243,16 @@ pub fn segments_to_cover<S: DocumentSource>(source: &S, rows: usize, documents: 
         .unwrap_or(0)
 }
 
+/// Tokens in the first `documents` documents of each of `rows` rows that exist: what an
+/// evaluation streaming them reads.
+pub fn tokens_to_cover<S: DocumentSource>(source: &S, rows: usize, documents: u64) -> usize {
+    (0..rows as u64)
+        .flat_map(|row| (0..documents).map(move |i| (row, i)))
+        .filter(|&(row, i)| source.exists(row, i))
+        .map(|(row, i)| source.document(row, i).tokens.len())
+        .sum()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

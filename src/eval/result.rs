@@ -20,7 +20,8 @@ pub struct EvalResult {
     pub window: usize,
     /// Memory gates closed (the no-memory ablation).
     pub memory_gates_closed: bool,
-    /// Held-out documents per batch row (generators), or every held-out document (corpora).
+    /// Held-out documents per batch row: as asked (generators), or the most any row reads
+    /// (corpora, whose first `documents` held-out documents are read, each once).
     pub documents_per_row: u64,
     /// The summed NLLs and counts every metric is computed from.
     pub totals: NllTotals,

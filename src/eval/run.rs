@@ -6,8 +6,8 @@ use super::cost::CostReport;
 use super::icl::{self, IclTask};
 use super::result::{EvalResult, IclResult, MemorySettings};
 use super::{segments_to_cover, stream_nll_bucketed};
-use crate::config::{self, DataSpec, IclSpec, Spec, Split};
-use crate::data::{DocumentSource, SegmentStream};
+use crate::config::{self, IclSpec, Spec};
+use crate::data::SegmentStream;
 use crate::device::measure_matmul_peak;
 use crate::methods::{forward_flops_per_token, MethodModel};
 use crate::profile::StageClock;
@@ -17,8 +17,8 @@ use crate::profile::StageClock;
 pub struct PerplexitySettings<'a> {
     /// Local window (the spec's segment length, or longer for the long-window reference).
     pub window: usize,
-    /// Held-out documents per batch row (generators; default 8), or at most this many per
-    /// row (corpora; default all).
+    /// Held-out documents per batch row (generators; default 8), or the first this many
+    /// held-out documents (corpora; default all).
     pub documents: Option<u64>,
     /// Generators draw held-out documents from the spec's seed plus this.
     pub seed_offset: u64,
@@ -37,21 +37,8 @@ pub fn perplexity(
 ) -> anyhow::Result<EvalResult> {
     let device = model.trained_vs().device();
     let window = settings.window;
-    let source = config::source(
-        spec,
-        Split::HeldOut {
-            seed_offset: settings.seed_offset,
-        },
-        spec.batch_size,
-    )?;
-    let documents = match &spec.data {
-        // The generator never runs out.
-        DataSpec::Recall(_) | DataSpec::Demos(_) => settings.documents.unwrap_or(8),
-        _ => {
-            let all = first_missing(&source, spec.batch_size);
-            settings.documents.map_or(all, |n| n.min(all))
-        }
-    };
+    // A corpus is capped to its first `documents` held-out documents, each read once.
+    let (source, documents) = config::held_out(spec, settings.seed_offset, spec.batch_size, settings.documents)?;
     let batches = segments_to_cover(&source, spec.batch_size, documents, window);
     let mut stream = SegmentStream::new(source, spec.batch_size, window, device).with_far_reference(spec.segment_len);
     let clock = StageClock::new(device);
@@ -131,15 +118,6 @@ fn memory_settings(spec: &Spec, model: &dyn MethodModel) -> Option<MemorySetting
 fn memory_gates(model: &dyn MethodModel) -> Option<Vec<f64>> {
     let gate = model.memory_gate()?;
     Vec::<f64>::try_from(gate.sigmoid().to_kind(tch::Kind::Double)).ok()
-}
-
-/// The number of documents per row after which no row has any (finite sources); a cap.
-fn first_missing<S: DocumentSource>(source: &S, rows: usize) -> u64 {
-    let mut n = 0u64;
-    while (0..rows as u64).any(|row| source.exists(row, n)) && n < 1 << 20 {
-        n += 1;
-    }
-    n
 }
 
 /// Throughput, stage latencies, peak memory and MFU of the evaluation that just ran.

@@ -27,8 +27,9 @@ const EVAL_SWEEP_KEYS: [&str; 3] = ["eval.memory_size", "eval.chunk", "eval.top_
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct EvalSettings {
-    /// Held-out documents per batch row (generators; default 8), or at most this many held-out
-    /// documents (corpora; default all).
+    /// Held-out documents each evaluation reads, whole: for the generators (recall, demos) N
+    /// per batch row (default 8); for a corpus its first N held-out documents in id order,
+    /// each read once (default all), which bounds evaluation time. As `longmem eval --documents`.
     pub documents: Option<u64>,
     /// Held-out documents come from the seed plus this offset.
     #[serde(default = "default_seed_offset")]
