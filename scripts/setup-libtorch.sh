@@ -8,7 +8,6 @@
 #
 # Idempotent: a finished install leaves a `.complete` marker and is reused as is.
 # All progress goes to stderr; stdout is only the resulting directory.
-# Facts behind this script: ../shared/LIBTORCH.md.
 set -euo pipefail
 
 TORCH_VERSION=2.13.0

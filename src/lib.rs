@@ -1,12 +1,10 @@
 //! longmem-bench: a reproducible harness for the LongMem study (Wang et al., NeurIPS 2023)
 //! — a frozen language model whose past is cached in a memory bank and read back by a
 //! trainable SideNet — against a coupled memory (MemTRM-style) and plain fixed-context
-//! models. `../shared/DESIGN.md` is the brief every module follows.
+//! models. docs/ARCHITECTURE.md describes the rooms and how a sweep flows through them.
 //!
-//! Dependencies point down: [`cli`]/[`commands`] → [`harness`] → [`train`] / [`eval`] →
-//! [`models`] → [`memory`]; training and evaluation also read [`data`]. [`tokenizer`],
-//! [`device`], [`seed`], [`fsutil`], [`profile`], [`progress`] and [`logging`] are shared
-//! utilities.
+//! The rooms (top-level modules) and the one direction their dependencies point are in
+//! docs/ARCHITECTURE.md; tests/architecture.rs checks that no import cycle creeps in.
 
 pub mod bench;
 pub mod cli;

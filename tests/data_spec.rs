@@ -7,7 +7,7 @@ mod common;
 use assert_cmd::Command;
 use longmem_bench::config::{self, AnySource, Split};
 use longmem_bench::config::{DataSpec, FileChecks, Spec};
-use longmem_bench::harness::experiment::run_id;
+use longmem_bench::harness::run_id::run_id;
 use std::path::Path;
 
 /// A pretrain spec with `data` as its `[data]` section.

@@ -56,10 +56,8 @@ impl RawBackbone {
         r: &Resolver,
     ) -> Result<BackboneConfig, SpecError> {
         let b = self;
-        let mut backbone = match b.style {
-            BlockStyle::Gpt2 => BackboneConfig::gpt2,
-            BlockStyle::Newgpt => BackboneConfig::newgpt,
-        }(
+        let mut backbone = BackboneConfig::defaults(
+            b.style,
             b.vocab_size.unwrap_or(data_vocab),
             b.n_layer,
             b.n_head,
@@ -82,14 +80,11 @@ impl RawBackbone {
                 &format!("at least the data's vocabulary, {data_vocab}"),
             ));
         }
-        if backbone.style == BlockStyle::Gpt2 && segment_len as i64 > backbone.n_positions {
+        if let Some(max) = backbone.max_segment_len().filter(|&max| segment_len as i64 > max) {
             return Err(r.invalid(
                 "train.segment_len",
                 &segment_len,
-                &format!(
-                    "at most backbone.n_positions = {} (the gpt2 position table)",
-                    backbone.n_positions
-                ),
+                &format!("at most backbone.n_positions = {max} (the gpt2 position table)"),
             ));
         }
         Ok(backbone)

@@ -1,5 +1,5 @@
-//! A real long-document code corpus present on every machine that built this project
-//! (DESIGN.md §4): the sources of the crates pinned in `Cargo.lock`, as Cargo unpacked them
+//! A real long-document code corpus present on every machine that built this project:
+//! the sources of the crates pinned in `Cargo.lock`, as Cargo unpacked them
 //! under `$CARGO_HOME/registry/src/`. Pinned versions mean the same bytes everywhere.
 //!
 //! Selection rule: the registry packages of `Cargo.lock`, in its order (sorted by name);

@@ -1,5 +1,5 @@
-//! The built-in classification tasks for memory-augmented in-context learning (DESIGN.md
-//! §4): inputs of made-up words, one of which is a *cue*; each task draws a random mapping
+//! The built-in classification tasks for memory-augmented in-context learning:
+//! inputs of made-up words, one of which is a *cue*; each task draws a random mapping
 //! from cue words to labels, so only demonstrations with the same cue reveal an input's
 //! label. A few local demonstrations cover few cues; thousands in memory cover them all.
 //! Deterministic from the task seed; train and test examples come from separate streams.

@@ -1,4 +1,4 @@
-//! Loaders for the corpora users hold locally (DESIGN.md §4): a directory of plain-text
+//! Loaders for the corpora users hold locally: a directory of plain-text
 //! documents (one per file, PG-19 style), JSONL with a text field, and the in-context
 //! learning tasks' usual files. Every error names the file, and the line where there is one.
 

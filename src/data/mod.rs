@@ -1,4 +1,4 @@
-//! Data (DESIGN.md §4): built-in generators that need no files, loaders for local corpora,
+//! Data: built-in generators that need no files, loaders for local corpora,
 //! and the streaming of documents into batches of segments in Transformer-XL order.
 
 pub mod cargo_corpus;

@@ -1,4 +1,4 @@
-//! Documents → batches of segments in Transformer-XL order (DESIGN.md §2.2 "Training"):
+//! Documents → batches of segments in Transformer-XL order:
 //! row r of batch t+1 continues row r of batch t. Each document is cut into
 //! non-overlapping segments of T inputs (the last one padded), so a document always starts
 //! at a segment boundary, where the row's memory is reset. The stream's position is a small

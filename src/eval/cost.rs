@@ -7,23 +7,23 @@ use crate::profile::{Stage, StageClock};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
-/// The cost section of an evaluation result ([`super::result::EvalResult`]).
+/// The cost section of an evaluation result (`eval*.json`).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct CostReport {
     pub wall_seconds: f64,
     /// Token positions processed (batch rows × window × segments, padding included).
     pub positions: f64,
-    #[serde(deserialize_with = "super::result::nan_if_null")]
+    #[serde(deserialize_with = "super::json::nan_if_null")]
     pub positions_per_second: f64,
     /// Microseconds per token position, by stage ([`Stage::name`]).
     pub latency_us_per_position: BTreeMap<String, f64>,
     pub peak_rss_bytes: Option<u64>,
     pub flops_per_position: f64,
-    #[serde(deserialize_with = "super::result::nan_if_null")]
+    #[serde(deserialize_with = "super::json::nan_if_null")]
     pub achieved_gflops: f64,
     pub peak_gflops: f64,
     /// achieved / peak.
-    #[serde(deserialize_with = "super::result::nan_if_null")]
+    #[serde(deserialize_with = "super::json::nan_if_null")]
     pub mfu: f64,
 }
 

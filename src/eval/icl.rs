@@ -1,4 +1,4 @@
-//! Memory-augmented in-context learning (DESIGN.md §3): prompt templates, the two scoring
+//! Memory-augmented in-context learning: prompt templates, the two scoring
 //! protocols, and the evaluation that writes demonstrations to memory.
 //!
 //! - The paper's protocol: take the argmax next token over the whole vocabulary after the
@@ -35,8 +35,7 @@ pub struct TaskPreset {
     pub label_words: Vec<String>,
 }
 
-/// The paper's tasks with the templates of DESIGN.md §3. The label words are this
-/// project's choice (the brief does not fix them).
+/// The paper's tasks with its ICL templates. The label words are this project's choice.
 pub fn paper_presets() -> Vec<TaskPreset> {
     let words = |w: &[&str]| w.iter().map(|s| s.to_string()).collect();
     vec![

@@ -1,8 +1,9 @@
-//! Evaluation (DESIGN.md §3). Evaluation never trains.
+//! Evaluation. Evaluation never trains.
 
 pub mod cost;
 mod describe;
 pub mod icl;
+mod json;
 pub mod perplexity;
 pub mod result;
 pub mod run;

@@ -1,4 +1,4 @@
-//! Streaming next-token NLL (DESIGN.md §3 "Long-text perplexity"): documents streamed in
+//! Streaming next-token NLL: documents streamed in
 //! non-overlapping segments, memory carried across segments and reset per document (write
 //! after read). Totals are kept for all tokens, for answer tokens whose source lies beyond
 //! the local window ("far") and within it ("near"), and per document-length bucket (the

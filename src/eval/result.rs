@@ -8,7 +8,7 @@ use super::icl::{IclRow, IclSummary};
 use super::perplexity::NllTotals;
 use crate::config::IclSpec;
 use serde::de::DeserializeOwned;
-use serde::{Deserialize, Deserializer, Serialize};
+use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
 
 /// `eval.json` (or `eval-window<N>.json`, `eval-nomemory.json`, `eval-M…-c…-k….json`): the
@@ -26,13 +26,13 @@ pub struct EvalResult {
     /// The summed NLLs and counts every metric is computed from.
     pub totals: NllTotals,
     /// `totals.perplexity()`, for readers of the file.
-    #[serde(deserialize_with = "nan_if_null")]
+    #[serde(deserialize_with = "super::json::nan_if_null")]
     pub perplexity: f64,
     /// `totals.far_mean()`: NaN (`null` in the file) without far answers.
-    #[serde(deserialize_with = "nan_if_null")]
+    #[serde(deserialize_with = "super::json::nan_if_null")]
     pub far_nll: f64,
     /// `totals.near_mean()`: NaN (`null` in the file) without near answers.
-    #[serde(deserialize_with = "nan_if_null")]
+    #[serde(deserialize_with = "super::json::nan_if_null")]
     pub near_nll: f64,
     /// `totals.hit_rate_any_head()`, for memory methods.
     pub far_hit_rate_any_head: Option<f64>,
@@ -132,12 +132,6 @@ fn write_json<T: Serialize>(path: &Path, value: &T) -> Result<(), ResultError> {
         path: path.to_path_buf(),
         source,
     })
-}
-
-/// Reads an `f64` that serde_json wrote as `null` because it was not finite (a mean over no
-/// tokens, 0/0) back as NaN.
-pub(crate) fn nan_if_null<'de, D: Deserializer<'de>>(deserializer: D) -> Result<f64, D::Error> {
-    Ok(Option::<f64>::deserialize(deserializer)?.unwrap_or(f64::NAN))
 }
 
 #[cfg(test)]

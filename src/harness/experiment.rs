@@ -1,4 +1,4 @@
-//! Experiments (DESIGN.md §5): one TOML file holds a base run spec, the settings of the
+//! Experiments (docs/ARCHITECTURE.md, "The data flow of a sweep"): one TOML file holds a base run spec, the settings of the
 //! shared pretraining stage, evaluation settings and a `[sweep]` block whose lists expand to
 //! a grid. Expansion gives the runs, each with an id that hashes its resolved config:
 //!
@@ -12,6 +12,7 @@
 //! Runs live in `<runs_dir>/<stage>/<method>-<hash>/`; identical configs share a directory,
 //! also across experiments, so shared stages are reused.
 
+use super::run_id::{ignored_sections, run_id};
 use crate::config::{FileChecks, Spec, SpecError};
 use crate::fsutil::resolve_path;
 use crate::methods::Method;
@@ -514,7 +515,7 @@ fn set_path(table: &mut Table, key: &str, value: Value) {
 }
 
 /// The swept parameters that matter for `method`: of the method-specific sections
-/// ([`METHOD_SECTIONS`]) only those the method reads ([`Method::sections`]). The method and
+/// (`METHOD_SECTIONS` in harness/run_id.rs) only those the method reads ([`Method::sections`]). The method and
 /// the seed have columns of their own.
 fn relevant_params(point: &[(String, Value)], method: Method) -> BTreeMap<String, String> {
     let ignored = ignored_sections(method);
@@ -534,44 +535,6 @@ fn relevant_params(point: &[(String, Value)], method: Method) -> BTreeMap<String
             (k.clone(), text)
         })
         .collect()
-}
-
-/// The spec sections that only some methods read; each method's run id and table columns
-/// keep those it reads ([`Method::sections`]).
-const METHOD_SECTIONS: [&str; 3] = ["memory", "sidenet", "memtrm"];
-
-/// The method-specific sections `method` does not read.
-fn ignored_sections(method: Method) -> Vec<&'static str> {
-    METHOD_SECTIONS
-        .into_iter()
-        .filter(|s| !method.sections().contains(s))
-        .collect()
-}
-
-/// `<method>-<hash>`: a BLAKE3 hash of the resolved config with what does not change the
-/// run left out (its directory, evaluation settings, the sections its method ignores) and
-/// the upstream run's id in place of the backbone weights' path, plus `salt`.
-pub fn run_id(spec: &Spec, upstream: Option<&str>, salt: &str) -> String {
-    let mut value = serde_json::to_value(spec).expect("specs serialise");
-    let map = value.as_object_mut().expect("a spec is a JSON object");
-    map.remove("icl");
-    // K, stored once in `memory.k`, was also hashed as the SideNet's and MemTRM's
-    // `k_tokens`: hashed there still, so that run ids stay what they were.
-    let k = map["memory"]["k"].clone();
-    for section in ["sidenet", "memtrm"] {
-        if let Some(section) = map.get_mut(section).and_then(|s| s.as_object_mut()) {
-            section.insert("k_tokens".into(), k.clone());
-        }
-    }
-    if let Some(up) = upstream {
-        map.insert("backbone_weights".into(), serde_json::Value::String(up.into()));
-    }
-    for key in ignored_sections(spec.method) {
-        map.remove(key);
-    }
-    let text = serde_json::to_string(&value).expect("serialisable") + salt;
-    let hash = blake3::hash(text.as_bytes()).to_hex();
-    format!("{}-{}", spec.method, &hash[..12])
 }
 
 #[cfg(test)]

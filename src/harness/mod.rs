@@ -3,5 +3,6 @@
 //! through (training, evaluation) as library functions.
 
 pub mod experiment;
+pub mod run_id;
 pub mod runner;
 pub mod stage;

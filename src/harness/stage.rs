@@ -9,7 +9,7 @@ use crate::eval::result::{EvalResult, IclResult};
 use crate::eval::run::{self, PerplexitySettings};
 use crate::eval::{result_file_name, PAPER_LENGTH_EDGES};
 use crate::fsutil::write_json_atomic;
-use crate::models::{weights, BlockStyle};
+use crate::models::weights;
 use crate::train::{train, Outcome, TrainSummary};
 use anyhow::{bail, Context};
 use std::path::{Path, PathBuf};
@@ -227,11 +227,10 @@ fn long_window(spec: &Spec, window: usize) -> anyhow::Result<usize> {
             spec.segment_len
         );
     }
-    if spec.backbone.style == BlockStyle::Gpt2 && window as i64 > spec.backbone.n_positions {
+    if let Some(max) = spec.backbone.max_segment_len().filter(|&max| window as i64 > max) {
         bail!(
-            "--window {window} does not fit this gpt2 backbone (n_positions = {}); \
-             the long-window reference needs a larger position table or a newgpt (ALiBi) backbone",
-            spec.backbone.n_positions
+            "--window {window} does not fit this gpt2 backbone (n_positions = {max}); \
+             the long-window reference needs a larger position table or a newgpt (ALiBi) backbone"
         );
     }
     Ok(window)

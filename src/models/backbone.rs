@@ -1,4 +1,4 @@
-//! The backbone language model, generic over its family ([`super::family`]): token
+//! The backbone language model, generic over its family ([`super::family_of`]): token
 //! embedding plus the family's position handling, L blocks, final LayerNorm and the
 //! family's LM head. Besides logits it returns every block's input hidden state and the
 //! memory layer's per-head keys/values, so LongMem and MemTRM build on it without changing
@@ -50,7 +50,7 @@ impl Backbone {
     /// `wte`, `wpe`, `h.{i}`, `ln_f`; `newgpt`: `wte`, `lm_head`, `h.{i}`, `ln_f`).
     /// `config` must have passed [`BackboneConfig::validate`].
     pub fn new(vs: &nn::Path, config: &BackboneConfig) -> Self {
-        let family = super::family(config.style);
+        let family = super::family_of(config.style);
         let d = config.n_embd;
         let wte = embedding(vs / "wte", config.vocab_size, d);
         let outer = family.outer_layers(vs, config);

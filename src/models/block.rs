@@ -74,7 +74,7 @@ impl Block {
     /// family (`ln_1`, `attn.c_attn`, ... for `gpt2`; `ln`, `attn.q_proj`, ..., `mlp.fc_in`
     /// for `newgpt`).
     pub fn new(vs: nn::Path, config: &BackboneConfig) -> Self {
-        super::family(config.style).block(vs, config)
+        super::family_of(config.style).block(vs, config)
     }
 
     /// A block of `attn` and a family's `layers`, with `config`'s dropout on the attention

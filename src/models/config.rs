@@ -5,7 +5,7 @@
 use clap::ValueEnum;
 use serde::{Deserialize, Serialize};
 
-/// Which backbone family (block style) a backbone is built from; [`super::family`] maps
+/// Which backbone family (block style) a backbone is built from; [`super::family_of`] maps
 /// each to its implementation.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, ValueEnum)]
 #[serde(rename_all = "lowercase")]
@@ -98,13 +98,13 @@ impl BackboneConfig {
         n_embd: i64,
         n_positions: i64,
     ) -> Self {
-        super::family(style).config(vocab_size, n_layer, n_head, n_embd, n_positions)
+        super::family_of(style).config(vocab_size, n_layer, n_head, n_embd, n_positions)
     }
 
     /// The longest segment this backbone can run, where its family has a limit (learned
     /// positions end at `n_positions`); `None` when any length runs.
     pub fn max_segment_len(&self) -> Option<i64> {
-        super::family(self.style).max_segment_len(self)
+        super::family_of(self.style).max_segment_len(self)
     }
 
     /// Head width d = D / H.

@@ -5,7 +5,7 @@
 //!
 //! Adding a backbone family: a file implementing [`family::Family`] (its config defaults,
 //! projections, block layers, position handling, head and checkpoint names), its
-//! [`BlockStyle`] variant, and its line in [`family`].
+//! [`BlockStyle`] variant, and its line in [`family_of`].
 
 pub mod attention;
 pub mod backbone;
@@ -29,7 +29,7 @@ pub use longmem::{LongMem, LongMemOutput, SideNetConfig};
 pub use memtrm::{MemTrm, MemTrmConfig, MemTrmOutput, TrainableBlocks};
 
 /// The implementation of the backbone family `style`: the registry of families.
-pub fn family(style: BlockStyle) -> &'static dyn family::Family {
+pub fn family_of(style: BlockStyle) -> &'static dyn family::Family {
     match style {
         BlockStyle::Gpt2 => &gpt2::Gpt2,
         BlockStyle::Newgpt => &newgpt::NewGpt,

@@ -61,7 +61,7 @@ pub fn load_safetensors(vs: &VarStore, path: &Path, style: BlockStyle) -> Result
         path: path.to_path_buf(),
         source,
     })?;
-    let family = super::family(style);
+    let family = super::family_of(style);
     let mut by_name: BTreeMap<String, Tensor> = tensors
         .into_iter()
         .filter_map(|(name, tensor)| family.model_name(&name).map(|n| (n.to_string(), tensor)))

@@ -1,4 +1,4 @@
-//! Tokenizers behind one trait (DESIGN.md §4): byte-level (no files) and GPT-2 BPE (r50k)
+//! Tokenizers behind one trait: byte-level (no files) and GPT-2 BPE (r50k)
 //! from the data shipped inside the `tiktoken-rs` crate. Neither downloads anything.
 
 mod bpe;

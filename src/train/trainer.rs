@@ -1,4 +1,4 @@
-//! The training loop shared by every method (DESIGN.md §2.2 "Training"): segments in
+//! The training loop shared by every method: segments in
 //! stream order, memory reset at document boundaries, AdamW with linear warm-up and decay,
 //! optional gradient clipping, a loss log, checkpoints and exact resume.
 //!

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # A private single-node Slurm for tests: `local-slurm.sh up DIR` starts munged (if not
 # running), slurmctld and slurmd with a config under DIR; `local-slurm.sh down DIR` stops
-# exactly the daemons it started, by the PIDs it recorded. Facts: ../../../shared/SLURM.md.
+# exactly the daemons it started, by the PIDs it recorded.
 # Client commands need `SLURM_CONF=DIR/slurm.conf`.
 set -euo pipefail
 cmd=$1
