@@ -67,7 +67,6 @@ pub fn run(args: &BenchOptions) -> anyhow::Result<()> {
         Scale::Paper => RetrievalShape::paper(),
         Scale::Quick => RetrievalShape::quick(),
     };
-    tracing::info!(shape = paper.describe(), "retrieval");
     let mut goals = Goals {
         judged: scale == Scale::Paper,
         faiss_over_retrieve: None,
@@ -77,40 +76,13 @@ pub fn run(args: &BenchOptions) -> anyhow::Result<()> {
         longmem_gflops: vec![],
         bank_ratio: vec![],
     };
+    let bench = Bench { device, samples, paper };
     if wanted(super::Group::Retrieval) {
-        let problem = Problem::random(paper, device);
-        let (mut found, ours) = retrieval_rows("retrieval", &problem, device, samples, true);
-        if let Some(run) = faiss.run(&problem, samples)? {
-            goals.faiss_over_retrieve = Some(run.timing.median() / ours.retrieve.median());
-            goals.faiss_over_search = Some(run.timing.median() / ours.search.median());
-            goals.faiss_ids_agree = Some((run.same_order, run.same_set));
-            found.push(faiss_row("retrieval", &paper, &run, &ours.retrieve));
-        }
-        rows.extend(found);
+        rows.extend(bench.retrieval(&mut faiss, &mut goals)?);
     }
-
-    let (memories, chunks): (&[i64], &[i64]) = match scale {
-        Scale::Paper => (&[4096, 16384, 65536, 262144], &[1, 2, 4, 8]),
-        Scale::Quick => (&[512, 2048], &[1, 4]),
-    };
-    let scaling = if wanted(super::Group::Scaling) { memories } else { &[] };
-    for &memory in scaling {
-        for &chunk in chunks {
-            let shape = RetrievalShape { memory, chunk, ..paper };
-            tracing::info!(shape = shape.describe(), "retrieval scaling");
-            let problem = Problem::random(shape, device);
-            let (found, ours) = retrieval_rows("scaling", &problem, device, samples, false);
-            rows.extend(found);
-            let on_axes = chunk == paper.chunk || memory == paper.memory;
-            let measured = wanted(super::Group::Retrieval) && chunk == paper.chunk && memory == paper.memory;
-            if on_axes && !measured {
-                if let Some(run) = faiss.run(&problem, samples)? {
-                    rows.push(faiss_row("scaling", &shape, &run, &ours.retrieve));
-                }
-            }
-        }
+    if wanted(super::Group::Scaling) {
+        rows.extend(bench.scaling(scale, wanted(super::Group::Retrieval), &mut faiss)?);
     }
-
     if wanted(super::Group::Write) {
         tracing::info!("memory write");
         rows.extend(write_rows(&paper, device));
@@ -119,21 +91,8 @@ pub fn run(args: &BenchOptions) -> anyhow::Result<()> {
         goals.bank_ratio.push((bytes.dtype, bytes.ratio()));
         rows.push(bytes.row());
     }
-
-    let shapes = if wanted(super::Group::Models) {
-        ModelShape::all(scale)
-    } else {
-        vec![]
-    };
-    for shape in shapes {
-        tracing::info!(shape = shape.name, "models");
-        let result =
-            bench_shape(&shape, device, samples).with_context(|| format!("benchmarking the {} models", shape.name))?;
-        rows.extend(result.rows);
-        goals.longmem_gflops.extend(result.longmem_gflops);
-        if shape.memory == RetrievalShape::paper().memory && shape.window == 1024 {
-            goals.memory_share = result.memory_share;
-        }
+    if wanted(super::Group::Models) {
+        rows.extend(bench.models(scale, &mut goals)?);
     }
 
     let last_peak = measure_matmul_peak(device, Kind::Float, n, 5, Duration::from_millis(200));
@@ -154,19 +113,91 @@ pub fn run(args: &BenchOptions) -> anyhow::Result<()> {
     });
     rows.splice(0..0, peak_rows);
 
-    std::fs::create_dir_all(&args.out).with_context(|| format!("creating {}", args.out.display()))?;
-    let csv_path = args.out.join("bench.csv");
-    write_atomic(&csv_path, &csv_bytes(&rows)?).with_context(|| format!("writing {}", csv_path.display()))?;
     let header = Header {
         date: started,
         commit,
         device,
         peak_gflops,
         samples,
-        faiss: faiss.note,
+        faiss: faiss.note.clone(),
     };
-    let md_path = args.out.join("BENCH.md");
-    write_atomic(&md_path, markdown(&header, &rows, &goals).as_bytes())
+    write_outputs(&args.out, &header, &rows, &goals)
+}
+
+/// What every benchmark group shares: where it runs, how many samples, the paper's shape.
+struct Bench {
+    device: Device,
+    samples: usize,
+    paper: RetrievalShape,
+}
+
+impl Bench {
+    /// Exact retrieval at the paper's shape, with faiss beside it.
+    fn retrieval(&self, faiss: &mut Faiss, goals: &mut Goals) -> anyhow::Result<Vec<BenchRow>> {
+        tracing::info!(shape = self.paper.describe(), "retrieval");
+        let problem = Problem::random(self.paper, self.device);
+        let (mut found, ours) = retrieval_rows("retrieval", &problem, self.device, self.samples, true);
+        if let Some(run) = faiss.run(&problem, self.samples)? {
+            goals.faiss_over_retrieve = Some(run.timing.median() / ours.retrieve.median());
+            goals.faiss_over_search = Some(run.timing.median() / ours.search.median());
+            goals.faiss_ids_agree = Some((run.same_order, run.same_set));
+            found.push(faiss_row("retrieval", &self.paper, &run, &ours.retrieve));
+        }
+        Ok(found)
+    }
+
+    /// Retrieval over memory size x chunk size; faiss on the two axes through the paper's
+    /// shape (unless the retrieval group already measured that point).
+    fn scaling(&self, scale: Scale, retrieval_measured: bool, faiss: &mut Faiss) -> anyhow::Result<Vec<BenchRow>> {
+        let (memories, chunks): (&[i64], &[i64]) = match scale {
+            Scale::Paper => (&[4096, 16384, 65536, 262144], &[1, 2, 4, 8]),
+            Scale::Quick => (&[512, 2048], &[1, 4]),
+        };
+        let paper = self.paper;
+        let mut rows = vec![];
+        for &memory in memories {
+            for &chunk in chunks {
+                let shape = RetrievalShape { memory, chunk, ..paper };
+                tracing::info!(shape = shape.describe(), "retrieval scaling");
+                let problem = Problem::random(shape, self.device);
+                let (found, ours) = retrieval_rows("scaling", &problem, self.device, self.samples, false);
+                rows.extend(found);
+                let on_axes = chunk == paper.chunk || memory == paper.memory;
+                let measured = retrieval_measured && chunk == paper.chunk && memory == paper.memory;
+                if on_axes && !measured {
+                    if let Some(run) = faiss.run(&problem, self.samples)? {
+                        rows.push(faiss_row("scaling", &shape, &run, &ours.retrieve));
+                    }
+                }
+            }
+        }
+        Ok(rows)
+    }
+
+    /// Each method's forward and training step at every model shape of `scale`.
+    fn models(&self, scale: Scale, goals: &mut Goals) -> anyhow::Result<Vec<BenchRow>> {
+        let mut rows = vec![];
+        for shape in ModelShape::all(scale) {
+            tracing::info!(shape = shape.name, "models");
+            let result = bench_shape(&shape, self.device, self.samples)
+                .with_context(|| format!("benchmarking the {} models", shape.name))?;
+            rows.extend(result.rows);
+            goals.longmem_gflops.extend(result.longmem_gflops);
+            if shape.memory == RetrievalShape::paper().memory && shape.window == 1024 {
+                goals.memory_share = result.memory_share;
+            }
+        }
+        Ok(rows)
+    }
+}
+
+/// Writes bench.csv and BENCH.md into `out`, each atomically.
+fn write_outputs(out: &std::path::Path, header: &Header, rows: &[BenchRow], goals: &Goals) -> anyhow::Result<()> {
+    std::fs::create_dir_all(out).with_context(|| format!("creating {}", out.display()))?;
+    let csv_path = out.join("bench.csv");
+    write_atomic(&csv_path, &csv_bytes(rows)?).with_context(|| format!("writing {}", csv_path.display()))?;
+    let md_path = out.join("BENCH.md");
+    write_atomic(&md_path, markdown(header, rows, goals).as_bytes())
         .with_context(|| format!("writing {}", md_path.display()))?;
     println!("wrote {} and {}", md_path.display(), csv_path.display());
     Ok(())
@@ -214,6 +245,14 @@ fn cpu_model() -> String {
 }
 
 fn markdown(header: &Header, rows: &[BenchRow], goals: &Goals) -> String {
+    let mut md = header_markdown(header);
+    md.push_str(&goals_markdown(header, goals));
+    md.push_str(&tables_markdown(rows, goals.judged));
+    md
+}
+
+/// Where, when and how the benchmarks were measured.
+fn header_markdown(header: &Header) -> String {
     let v = Versions::current();
     let host = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_default();
     let mut md = String::from("# longmem-bench: benchmarks\n\n");
@@ -241,7 +280,12 @@ fn markdown(header: &Header, rows: &[BenchRow], goals: &Goals) -> String {
          All numbers are in `bench.csv`.\n",
         header.samples, header.peak_gflops
     );
+    md
+}
 
+/// The goals table: each goal of the performance issue with what was measured against it.
+fn goals_markdown(header: &Header, goals: &Goals) -> String {
+    let mut md = String::new();
     md.push_str("## Goals\n\n| goal | target | measured | met |\n|---|---|---|---|\n");
     let met = |ok: bool| match (goals.judged, ok) {
         (false, _) => "– (--quick shapes)",
@@ -304,12 +348,17 @@ fn markdown(header: &Header, rows: &[BenchRow], goals: &Goals) -> String {
         );
     }
     md.push('\n');
+    md
+}
 
+/// One table per benchmark group, in a fixed order; empty groups are left out.
+fn tables_markdown(rows: &[BenchRow], judged: bool) -> String {
+    let mut md = String::new();
     for (group, title) in [
         ("peak", "Matmul peak"),
         (
             "retrieval",
-            if goals.judged {
+            if judged {
                 "Retrieval at the paper's shape"
             } else {
                 "Retrieval (--quick shape)"

@@ -35,72 +35,27 @@ pub fn cargo_home() -> PathBuf {
 /// Reads the corpus for `lock` from `cargo_home`'s registry, keeping the crates whose
 /// source (the `.rs` files, without the path lines) is within `lengths`.
 pub fn cargo_sources(lock: &Path, cargo_home: &Path, lengths: LengthFilter) -> Result<CargoCorpus, DataError> {
-    let text = std::fs::read_to_string(lock).map_err(|source| DataError::Io {
-        path: lock.to_path_buf(),
-        source,
-    })?;
-    let parsed: toml::Table = text.parse().map_err(|e: toml::de::Error| DataError::Malformed {
-        path: lock.to_path_buf(),
-        line: 0,
-        problem: format!("not a Cargo.lock: {e}"),
-    })?;
+    let (packages, pinned) = registry_packages(lock)?;
     let registry_src = cargo_home.join("registry/src");
-    let indexes: Vec<PathBuf> = match std::fs::read_dir(&registry_src) {
-        Ok(entries) => {
-            let mut dirs: Vec<PathBuf> = entries
-                .filter_map(|e| e.ok().map(|e| e.path()))
-                .filter(|p| p.is_dir())
-                .collect();
-            dirs.sort();
-            dirs
-        }
-        Err(_) => Vec::new(),
-    };
-    let packages = parsed
-        .get("package")
-        .and_then(|p| p.as_array())
-        .cloned()
-        .unwrap_or_default();
+    let indexes = index_dirs(&registry_src);
     let (mut documents, mut not_unpacked, mut too_short, mut too_long) = (Vec::new(), 0, 0, 0);
-    for package in &packages {
-        let field = |key: &str| package.get(key).and_then(|v| v.as_str()).unwrap_or_default();
-        if !field("source").starts_with("registry+") {
-            continue; // the project itself, path and git dependencies
-        }
-        let dir_name = format!("{}-{}", field("name"), field("version"));
+    for dir_name in &packages {
         let Some(crate_dir) = indexes
             .iter()
-            .map(|i| i.join(&dir_name))
+            .map(|i| i.join(dir_name))
             .find(|d| d.join("src").is_dir())
         else {
             not_unpacked += 1;
             continue;
         };
-        let mut files: Vec<PathBuf> = walkdir::WalkDir::new(crate_dir.join("src"))
-            .sort_by_file_name()
-            .into_iter()
-            .filter_map(Result::ok)
-            .filter(|e| e.file_type().is_file() && e.path().extension().is_some_and(|x| x == "rs"))
-            .map(|e| e.into_path())
-            .collect();
-        files.sort();
-        let (mut text, mut source_bytes) = (String::new(), 0);
-        for file in files {
-            let Ok(source) = std::fs::read_to_string(&file) else {
-                continue;
-            }; // non-UTF-8 test data
-            let relative = file.strip_prefix(&crate_dir).unwrap_or(&file);
-            text.push_str(&format!("// {dir_name}/{}\n", relative.display()));
-            text.push_str(&source);
-            source_bytes += source.len();
-            if !source.ends_with('\n') {
-                text.push('\n');
-            }
-        }
+        let (text, source_bytes) = crate_document(dir_name, &crate_dir);
         match lengths.judge(source_bytes) {
             Length::TooShort => too_short += 1,
             Length::TooLong => too_long += 1,
-            Length::Within => documents.push(TextDocument { id: dir_name, text }),
+            Length::Within => documents.push(TextDocument {
+                id: dir_name.clone(),
+                text,
+            }),
         }
     }
     if documents.is_empty() {
@@ -110,7 +65,7 @@ pub fn cargo_sources(lock: &Path, cargo_home: &Path, lengths: LengthFilter) -> R
             problem: format!(
                 "none of the {} registry crates pinned in {} is unpacked here within the size limits; \
                  build the project once (`cargo fetch` or `just build`) so Cargo unpacks them, or set CARGO_HOME",
-                packages.len(),
+                pinned,
                 lock.display()
             ),
         });
@@ -121,6 +76,75 @@ pub fn cargo_sources(lock: &Path, cargo_home: &Path, lengths: LengthFilter) -> R
         too_short,
         too_long,
     })
+}
+
+/// The `<name>-<version>` of every registry package pinned in `lock`, in its order (the
+/// project itself, path and git dependencies are left out), and how many packages it pins.
+fn registry_packages(lock: &Path) -> Result<(Vec<String>, usize), DataError> {
+    let text = std::fs::read_to_string(lock).map_err(|source| DataError::Io {
+        path: lock.to_path_buf(),
+        source,
+    })?;
+    let parsed: toml::Table = text.parse().map_err(|e: toml::de::Error| DataError::Malformed {
+        path: lock.to_path_buf(),
+        line: 0,
+        problem: format!("not a Cargo.lock: {e}"),
+    })?;
+    let packages = parsed
+        .get("package")
+        .and_then(|p| p.as_array())
+        .cloned()
+        .unwrap_or_default();
+    let registry = packages
+        .iter()
+        .filter_map(|package| {
+            let field = |key: &str| package.get(key).and_then(|v| v.as_str()).unwrap_or_default();
+            field("source")
+                .starts_with("registry+")
+                .then(|| format!("{}-{}", field("name"), field("version")))
+        })
+        .collect();
+    Ok((registry, packages.len()))
+}
+
+/// The registry's index directories (one per registry Cargo used), sorted; none if absent.
+fn index_dirs(registry_src: &Path) -> Vec<PathBuf> {
+    let Ok(entries) = std::fs::read_dir(registry_src) else {
+        return Vec::new();
+    };
+    let mut dirs: Vec<PathBuf> = entries
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.is_dir())
+        .collect();
+    dirs.sort();
+    dirs
+}
+
+/// One crate's document: every `.rs` file under its `src/`, in path order, each preceded by
+/// its path line; with the number of source bytes (without the path lines).
+fn crate_document(dir_name: &str, crate_dir: &Path) -> (String, usize) {
+    let mut files: Vec<PathBuf> = walkdir::WalkDir::new(crate_dir.join("src"))
+        .sort_by_file_name()
+        .into_iter()
+        .filter_map(Result::ok)
+        .filter(|e| e.file_type().is_file() && e.path().extension().is_some_and(|x| x == "rs"))
+        .map(|e| e.into_path())
+        .collect();
+    files.sort();
+    let (mut text, mut source_bytes) = (String::new(), 0);
+    for file in files {
+        let Ok(source) = std::fs::read_to_string(&file) else {
+            continue; // non-UTF-8 test data
+        };
+        let relative = file.strip_prefix(crate_dir).unwrap_or(&file);
+        text.push_str(&format!("// {dir_name}/{}\n", relative.display()));
+        text.push_str(&source);
+        source_bytes += source.len();
+        if !source.ends_with('\n') {
+            text.push('\n');
+        }
+    }
+    (text, source_bytes)
 }
 
 #[cfg(test)]

@@ -133,7 +133,8 @@ pub enum BuildError {
     Weights {
         method: Method,
         path: PathBuf,
-        source: weights::WeightsError,
+        /// Boxed: the weights error is large, and every build result carries this type.
+        source: Box<weights::WeightsError>,
     },
     #[error("memory settings: {0}")]
     Memory(#[from] BankError),
@@ -224,7 +225,7 @@ fn backbone_store(
         weights::load_safetensors(&vs, path, spec.backbone.style).map_err(|source| BuildError::Weights {
             method,
             path: path.to_path_buf(),
-            source,
+            source: Box::new(source),
         })?;
     }
     Ok((vs, backbone))
