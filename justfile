@@ -16,13 +16,15 @@ default:
 
 # The default study on CPU (experiments/reproduce*.toml; under 30 minutes on 2 cores): a
 # backbone pretrained once, LongMem at two SideNet depths, MemTRM and plain over 3 seeds and
-# a memory-size x chunk-size grid, then in-context learning with demonstrations in memory.
+# a memory-size x chunk-size grid, then in-context learning with demonstrations in memory,
+# then long-term memory at M = 65536 on 131072-token needle documents (reproduce-long.toml).
 # Finished runs are skipped, so a second run only rewrites the report in results/reproduce/.
 reproduce: build-dev
     cargo run --quiet -- doctor
     cargo run --quiet -- sweep experiments/reproduce.toml
     cargo run --quiet -- sweep experiments/reproduce-icl.toml
-    cargo run --quiet -- report experiments/reproduce.toml experiments/reproduce-icl.toml --out results/reproduce
+    cargo run --quiet -- sweep experiments/reproduce-long.toml
+    cargo run --quiet -- report experiments/reproduce.toml experiments/reproduce-icl.toml experiments/reproduce-long.toml --out results/reproduce
 
 # Tests that need what a machine lacks skip themselves, each printing a line
 # `SKIPPED: <test>: <reason>`; test-cuda, test-slurm and test-faiss run them or fail.

@@ -206,6 +206,18 @@ pub struct EvalArgs {
     /// Memory tokens retrieved per query, K (default: the spec's `memory.k`).
     #[arg(long)]
     pub top_k: Option<i64>,
+    /// What a memory model retrieves: exact (the top K/c chunks, as trained), or a bound:
+    /// oracle (each query's evidence chunk put into its set) or random (K/c chunks at
+    /// random); writes eval-oracle.json or eval-random.json.
+    #[arg(long, value_enum)]
+    pub retrieval: Option<crate::memory::Retrieval>,
+    /// Held-out documents of this many tokens from the built-in generators (recall, needle;
+    /// default: the spec's `data.doc_tokens`), e.g. longer than those trained on.
+    #[arg(long)]
+    pub doc_tokens: Option<usize>,
+    /// Batch rows (streams) to evaluate with (default: the spec's `train.batch_size`).
+    #[arg(long)]
+    pub rows: Option<usize>,
     /// Document-length bucket edges in tokens, comma-separated (default: the paper's
     /// 5000,10000,100000,500000,1000000).
     #[arg(long, value_delimiter = ',')]

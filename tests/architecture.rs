@@ -5,34 +5,12 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
-/// Functions allowed past 80 lines, each with why. Only the first is a hot path; the others
-/// are not split yet and are listed so that no new long function slips in unnoticed.
-const LONG_FUNCTIONS: &[(&str, &str)] = &[
-    (
-        "memory::bank::search_blocked",
-        "the blocked top-k search's hot loop (one pass over the bank per query block)",
-    ),
-    (
-        "bench::report::run",
-        "not split yet: runs every benchmark group in turn",
-    ),
-    (
-        "bench::report::markdown",
-        "not split yet: writes BENCH.md section by section",
-    ),
-    (
-        "data::cargo_corpus::cargo_sources",
-        "not split yet: the crate walk with its filters",
-    ),
-    (
-        "harness::experiment::load",
-        "not split yet: reads each block of an experiment file",
-    ),
-    (
-        "harness::experiment::plan_checking",
-        "not split yet: expands the grid into runs per stage",
-    ),
-];
+/// Functions allowed past 80 lines, each with why: only hot paths, where one loop in one
+/// place reads better than a split.
+const LONG_FUNCTIONS: &[(&str, &str)] = &[(
+    "memory::bank::search::search_blocked",
+    "the blocked top-k search's hot loop (one pass over the bank per query block)",
+)];
 
 const MAX_FILE_LINES: usize = 600;
 const MAX_FN_LINES: usize = 80;

@@ -73,7 +73,7 @@ fn a_sweep_expands_to_shared_stages_and_evaluation_points() {
 
 #[test]
 fn malformed_experiments_are_refused_and_nothing_is_written() {
-    let cases: [(&str, &str, &str); 6] = [
+    let cases: [(&str, &str, &str); 7] = [
         (
             "unknown key",
             "method = [\"longmem\"]\nbogus = [1]",
@@ -94,7 +94,12 @@ fn malformed_experiments_are_refused_and_nothing_is_written() {
         (
             "unknown eval key",
             "\"eval.windows\" = [1]",
-            "eval.memory_size, eval.chunk or eval.top_k",
+            "eval.memory_size, eval.chunk, eval.top_k or eval.retrieval",
+        ),
+        (
+            "unknown retrieval",
+            "\"eval.retrieval\" = [\"exact\", \"best\"]",
+            "\"exact\", \"oracle\" or \"random\"",
         ),
     ];
     for (what, sweep, expected) in cases {
@@ -361,4 +366,62 @@ fn method_presets_from_baselines_are_referenced_by_name() {
         err.contains("`preset` = memtrm-xl") && err.contains("longmem, memtrm, plain"),
         "{err}"
     );
+}
+
+#[test]
+fn retrieval_bounds_and_held_out_data_are_evaluation_settings_that_keep_exact_ids() {
+    let dir = tempfile::tempdir().unwrap();
+    let load = |name: &str, sweep: &str, eval: &str| {
+        let text = common::mini_experiment(name, 30, sweep).replace("[eval]\ndocuments = 2", eval);
+        let path = dir.path().join(format!("{name}.toml"));
+        std::fs::write(&path, text).unwrap();
+        Experiment::load(&path).and_then(|e| e.plan())
+    };
+    let evals = |runs: &[longmem_bench::harness::experiment::PlannedRun]| -> Vec<(String, Option<String>)> {
+        runs.iter()
+            .filter(|r| r.stage == Stage::Eval)
+            .map(|r| (r.id.clone(), r.params.get("retrieval").cloned()))
+            .collect()
+    };
+    let eval = "[eval]\ndocuments = 2";
+    let exact = load("exact", "\"eval.memory_size\" = [16, 32]", eval).unwrap();
+    let bounds = load(
+        "bounds",
+        "\"eval.memory_size\" = [16, 32]\n\"eval.retrieval\" = [\"exact\", \"oracle\", \"random\"]",
+        eval,
+    )
+    .unwrap();
+    let (exact, bounds) = (evals(&exact), evals(&bounds));
+    assert_eq!((exact.len(), bounds.len()), (2, 6));
+    // Exact retrieval is the evaluation without the key: same runs, same ids, no column.
+    for (id, retrieval) in &exact {
+        assert_eq!(*retrieval, None);
+        assert!(bounds.contains(&(id.clone(), None)), "{id}");
+    }
+    let named: Vec<&str> = bounds.iter().filter_map(|(_, r)| r.as_deref()).collect();
+    assert_eq!(named, ["oracle", "random", "oracle", "random"]);
+    let ids: std::collections::BTreeSet<&String> = bounds.iter().map(|(id, _)| id).collect();
+    assert_eq!(ids.len(), 6, "each bound is a run of its own");
+
+    // Held-out data changes and rows are evaluation settings: new eval ids, same training.
+    let longer = load(
+        "longer",
+        "",
+        "[eval]\ndocuments = 2\nrows = 1\ndata = { doc_tokens = 128 }",
+    )
+    .unwrap();
+    let base = load("base", "", eval).unwrap();
+    let id_of = |runs: &[longmem_bench::harness::experiment::PlannedRun], stage: Stage| {
+        runs.iter().find(|r| r.stage == stage).map(|r| r.id.clone()).unwrap()
+    };
+    assert_eq!(id_of(&longer, Stage::Train), id_of(&base, Stage::Train));
+    assert_ne!(id_of(&longer, Stage::Eval), id_of(&base, Stage::Eval));
+    for (eval, wanted) in [
+        ("[eval]\ndata = { doc_tokens = 30 }", "a positive multiple of 4"),
+        ("[eval]\ndata = { n_keyz = 3 }", "unknown field `n_keyz`"),
+        ("[eval]\nrows = 0", "a positive number of batch rows"),
+    ] {
+        let err = load("bad", "", eval).unwrap_err().to_string();
+        assert!(err.contains("bad.toml") && err.contains(wanted), "{eval}: {err}");
+    }
 }

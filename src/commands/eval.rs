@@ -17,8 +17,13 @@ pub fn run(args: &EvalArgs) -> anyhow::Result<()> {
             memory_size: args.memory_size,
             chunk: args.chunk,
             top_k: args.top_k,
+            retrieval: args.retrieval.filter(|r| *r != crate::memory::Retrieval::Exact),
         },
         length_buckets: args.length_buckets.clone(),
+        data: args
+            .doc_tokens
+            .map(|n| toml::Table::from_iter([("doc_tokens".to_string(), toml::Value::from(n as i64))])),
+        rows: args.rows,
         icl_only: args.icl_only,
         no_icl: args.no_icl,
         seed_offset: args.seed_offset,

@@ -113,6 +113,14 @@ impl<'a> HeldOutTokens<'a> {
 
     /// The held-out tokens an evaluation of `spec` reads; `None` where its data is not here.
     fn of(&mut self, spec: &Spec) -> Option<f64> {
+        let mut spec = match &self.settings.data {
+            Some(changes) => spec.with_data_changes(changes).ok()?,
+            None => spec.clone(),
+        };
+        if let Some(rows) = self.settings.rows {
+            spec.batch_size = rows;
+        }
+        let spec = &spec;
         let count = || -> anyhow::Result<f64> {
             let (source, per_row) = config::held_out(
                 spec,
@@ -122,7 +130,10 @@ impl<'a> HeldOutTokens<'a> {
             )?;
             Ok(tokens_to_cover(&source, spec.batch_size, per_row) as f64)
         };
-        if matches!(spec.data, DataSpec::Recall(_) | DataSpec::Demos(_)) {
+        if matches!(
+            spec.data,
+            DataSpec::Recall(_) | DataSpec::Needle(_) | DataSpec::Demos(_)
+        ) {
             // Generated: cheap, and the documents depend on the seed and the rows.
             return count().ok();
         }

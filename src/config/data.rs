@@ -5,7 +5,7 @@
 use super::resolver::{Resolver, SpecError};
 use crate::data::classify::DemoCorpusConfig;
 use crate::data::loaders::LengthFilter;
-use crate::data::RecallConfig;
+use crate::data::{NeedleConfig, RecallConfig};
 use crate::fsutil::resolve_path;
 use crate::tokenizer::{Tokenizer, TokenizerKind};
 use serde::{Deserialize, Serialize};
@@ -36,6 +36,7 @@ mod defaults {
 #[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
 pub enum RawDataSpec {
     Recall(RecallConfig),
+    Needle(NeedleConfig),
     Demos(DemoCorpusConfig),
     TextDir {
         path: PathBuf,
@@ -81,6 +82,8 @@ pub enum RawDataSpec {
 pub enum DataSpec {
     /// The built-in long-range recall corpus (its own vocabulary, no tokenizer).
     Recall(RecallConfig),
+    /// The built-in multi-key needle-in-a-haystack corpus (its own vocabulary, no tokenizer).
+    Needle(NeedleConfig),
     /// The built-in classification tasks' demonstrations, one task per document, in their
     /// own word vocabulary (for in-context learning).
     Demos(DemoCorpusConfig),
@@ -139,14 +142,15 @@ impl DataSpec {
     pub fn vocab_size(&self) -> i64 {
         match self {
             DataSpec::Recall(r) => r.vocab_size(),
+            DataSpec::Needle(n) => n.vocab_size(),
             _ => self.tokenizer().expect("text data has a tokenizer").vocab_size() as i64,
         }
     }
 
-    /// The tokenizer of text data; `None` for the recall corpus (token ids, no text).
+    /// The tokenizer of text data; `None` for the recall and needle corpora (token ids, no text).
     pub fn tokenizer(&self) -> Option<Box<dyn Tokenizer>> {
         match self {
-            DataSpec::Recall(_) => None,
+            DataSpec::Recall(_) | DataSpec::Needle(_) => None,
             DataSpec::Demos(d) => Some(Box::new(d.vocab())),
             DataSpec::TextDir { corpus, .. } | DataSpec::Jsonl { corpus, .. } | DataSpec::Cargo { corpus, .. } => {
                 Some(corpus.tokenizer.build())
@@ -157,7 +161,7 @@ impl DataSpec {
     /// The length limits of a corpus's documents; `None` for the generators.
     pub fn length_filter(&self) -> Option<LengthFilter> {
         match *self {
-            DataSpec::Recall(_) | DataSpec::Demos(_) => None,
+            DataSpec::Recall(_) | DataSpec::Needle(_) | DataSpec::Demos(_) => None,
             DataSpec::TextDir {
                 min_bytes, max_bytes, ..
             }
@@ -184,6 +188,11 @@ pub(super) fn resolve_data(data: RawDataSpec, r: &Resolver) -> Result<DataSpec, 
                 .map_err(|e| invalid(&format!("data.{}", e.key), &e.value, e.allowed))?;
             DataSpec::Recall(r)
         }
+        RawDataSpec::Needle(n) => {
+            n.validate()
+                .map_err(|e| invalid(&format!("data.{}", e.key), &e.value, &e.allowed))?;
+            DataSpec::Needle(n)
+        }
         RawDataSpec::Demos(d) => {
             d.validate()
                 .map_err(|e| invalid(&format!("data.{}", e.key), &e.value, &e.allowed))?;
@@ -196,7 +205,9 @@ pub(super) fn resolve_data(data: RawDataSpec, r: &Resolver) -> Result<DataSpec, 
 /// [`resolve_data`] for the corpus kinds: their shared settings checked, their file found.
 fn resolve_corpus(data: RawDataSpec, base: &Path, check_paths: bool, invalid: Invalid) -> Result<DataSpec, SpecError> {
     Ok(match data {
-        RawDataSpec::Recall(_) | RawDataSpec::Demos(_) => unreachable!("generators are no corpus"),
+        RawDataSpec::Recall(_) | RawDataSpec::Needle(_) | RawDataSpec::Demos(_) => {
+            unreachable!("generators are no corpus")
+        }
         RawDataSpec::TextDir {
             path,
             glob,

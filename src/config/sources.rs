@@ -5,7 +5,7 @@ use crate::data::cargo_corpus::{cargo_home, cargo_sources};
 use crate::data::classify::DemoSource;
 use crate::data::loaders::{jsonl, text_dir, TextDocument};
 use crate::data::tokenized::{default_cache_dir, tokenize_cached, CorpusSource};
-use crate::data::{Document, DocumentSource, RecallSource, SegmentStream};
+use crate::data::{Document, DocumentSource, NeedleSource, RecallSource, SegmentStream};
 use std::sync::Arc;
 use tch::Device;
 
@@ -13,6 +13,7 @@ use tch::Device;
 #[derive(Debug, Clone)]
 pub enum AnySource {
     Recall(RecallSource),
+    Needle(NeedleSource),
     Demos(DemoSource),
     Corpus(CorpusSource),
 }
@@ -21,6 +22,7 @@ impl DocumentSource for AnySource {
     fn document(&self, row: u64, index: u64) -> Document {
         match self {
             AnySource::Recall(s) => s.document(row, index),
+            AnySource::Needle(s) => s.document(row, index),
             AnySource::Demos(s) => s.document(row, index),
             AnySource::Corpus(s) => s.document(row, index),
         }
@@ -28,6 +30,7 @@ impl DocumentSource for AnySource {
     fn vocab_size(&self) -> i64 {
         match self {
             AnySource::Recall(s) => s.vocab_size(),
+            AnySource::Needle(s) => s.vocab_size(),
             AnySource::Demos(s) => s.vocab_size(),
             AnySource::Corpus(s) => s.vocab_size(),
         }
@@ -35,6 +38,7 @@ impl DocumentSource for AnySource {
     fn exists(&self, row: u64, index: u64) -> bool {
         match self {
             AnySource::Recall(s) => s.exists(row, index),
+            AnySource::Needle(s) => s.exists(row, index),
             AnySource::Demos(s) => s.exists(row, index),
             AnySource::Corpus(s) => s.exists(row, index),
         }
@@ -62,6 +66,12 @@ pub fn source(spec: &Spec, split: Split, rows: usize) -> anyhow::Result<AnySourc
     let (docs, corpus) = match &spec.data {
         DataSpec::Recall(config) => {
             return Ok(AnySource::Recall(RecallSource {
+                config: config.clone(),
+                seed,
+            }));
+        }
+        DataSpec::Needle(config) => {
+            return Ok(AnySource::Needle(NeedleSource {
                 config: config.clone(),
                 seed,
             }));
@@ -144,7 +154,7 @@ pub fn held_out(
     };
     let per_row = match source {
         AnySource::Corpus(_) => first_missing(&source, rows),
-        AnySource::Recall(_) | AnySource::Demos(_) => documents.unwrap_or(8),
+        AnySource::Recall(_) | AnySource::Needle(_) | AnySource::Demos(_) => documents.unwrap_or(8),
     };
     Ok((source, per_row))
 }

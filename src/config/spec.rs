@@ -127,6 +127,40 @@ impl Spec {
         Ok(spec)
     }
 
+    /// The same spec with its generator's `[data]` settings changed by `changes` (e.g.
+    /// `doc_tokens`, `needle_rate`): held-out documents other than those trained on, such as
+    /// longer ones. Only the built-in recall and needle generators take changes; errors name
+    /// the key.
+    pub fn with_data_changes(&self, changes: &toml::Table) -> Result<Spec, String> {
+        fn changed<T: Serialize + serde::de::DeserializeOwned>(config: &T, changes: &toml::Table) -> Result<T, String> {
+            let mut table = toml::Table::try_from(config).map_err(|e| e.to_string())?;
+            table.extend(changes.iter().map(|(k, v)| (k.clone(), v.clone())));
+            table.try_into().map_err(|e: toml::de::Error| e.message().to_string())
+        }
+        let mut spec = self.clone();
+        if changes.is_empty() {
+            return Ok(spec);
+        }
+        match &mut spec.data {
+            DataSpec::Recall(r) => {
+                *r = changed(r, changes)?;
+                r.validate().map_err(|e| e.to_string())?;
+            }
+            DataSpec::Needle(n) => {
+                *n = changed(n, changes)?;
+                n.validate().map_err(|e| e.to_string())?;
+            }
+            _ => {
+                return Err(
+                    "only the recall and needle generators take held-out data changes; a corpus's held-out \
+                     documents are its own"
+                        .into(),
+                )
+            }
+        }
+        Ok(spec)
+    }
+
     /// Whether two specs train the same run: everything but the evaluation settings agrees.
     pub fn same_training(&self, other: &Spec) -> bool {
         let strip = |s: &Spec| Spec { icl: None, ..s.clone() };

@@ -4,9 +4,11 @@
 pub mod cargo_corpus;
 pub mod classify;
 pub mod loaders;
+pub mod needle;
 pub mod recall;
 pub mod stream;
 pub mod tokenized;
 
+pub use needle::{NeedleConfig, NeedleSource};
 pub use recall::{RecallConfig, RecallSource};
 pub use stream::{Answer, Batch, Document, DocumentSource, SegmentStream, StreamState};

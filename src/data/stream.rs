@@ -68,6 +68,9 @@ pub struct Batch {
     pub documents: Vec<u64>,
     /// Token length of each row's current document (0 for a row past a finite source).
     pub doc_lengths: Vec<usize>,
+    /// Document position of each row's first input token: target `j` is the token at
+    /// `starts[row] + j + 1`.
+    pub starts: Vec<usize>,
 }
 
 impl Batch {
@@ -85,6 +88,7 @@ impl Batch {
             reset: vec![false; b as usize],
             documents: vec![0; b as usize],
             doc_lengths: vec![t as usize; b as usize],
+            starts: vec![0; b as usize],
             inputs,
         }
     }
@@ -136,6 +140,11 @@ impl<S: DocumentSource> SegmentStream<S> {
     pub fn with_far_reference(mut self, window: usize) -> Self {
         self.far_reference = window.max(1);
         self
+    }
+
+    /// The window "far" is measured against.
+    pub fn far_reference(&self) -> usize {
+        self.far_reference
     }
 
     pub fn state(&self) -> &StreamState {
@@ -193,6 +202,7 @@ impl<S: DocumentSource> SegmentStream<S> {
         let mut reset = vec![false; b];
         let mut documents = vec![0u64; b];
         let mut doc_lengths = vec![0usize; b];
+        let mut starts = vec![0usize; b];
         for row in 0..b {
             let pos = self.state.rows[row];
             let cached = self.document(row);
@@ -222,6 +232,7 @@ impl<S: DocumentSource> SegmentStream<S> {
             reset[row] = pos.segment == 0;
             documents[row] = pos.document;
             doc_lengths[row] = n;
+            starts[row] = start;
             let segments = n.saturating_sub(1).div_ceil(t).max(1) as u64;
             self.state.rows[row] = if pos.segment + 1 >= segments {
                 RowPosition {
@@ -253,6 +264,7 @@ impl<S: DocumentSource> SegmentStream<S> {
             reset,
             documents,
             doc_lengths,
+            starts,
         }
     }
 }

@@ -4,8 +4,10 @@
 //! the local window ("far") and within it ("near"), and per document-length bucket (the
 //! paper's 5K-10K, 10K-100K, 100K-500K, 500K-1M, >1M tokens, plus <5K).
 
-use crate::data::{DocumentSource, SegmentStream};
-use crate::methods::MethodModel;
+use super::distance::{distance_edges, Answers, DistanceTally, DistanceTotals};
+use crate::data::{Batch, DocumentSource, SegmentStream};
+use crate::memory::{Policy, Retrieval};
+use crate::methods::{MethodModel, StepOutput};
 use crate::profile::StageClock;
 use serde::{Deserialize, Serialize};
 use tch::{Kind, Tensor};
@@ -48,6 +50,10 @@ pub struct NllTotals {
     pub heads: f64,
     /// Per document-length bucket, in increasing length; empty buckets left out.
     pub by_length: Vec<BucketTotals>,
+    /// Per evidence-distance bucket of the answer tokens, shortest first; empty buckets
+    /// left out (none without answers, and none in files written before they were kept).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub by_distance: Vec<DistanceTotals>,
 }
 
 impl NllTotals {
@@ -121,7 +127,8 @@ pub fn stream_nll<S: DocumentSource>(
 }
 
 /// [`stream_nll`] with explicit length-bucket edges (increasing, in tokens), charging each
-/// stage of the forward passes to `clock`.
+/// stage of the forward passes to `clock`; exact retrieval, distance buckets from the
+/// stream's far reference.
 pub fn stream_nll_bucketed<S: DocumentSource>(
     learner: &mut dyn MethodModel,
     stream: &mut SegmentStream<S>,
@@ -129,46 +136,224 @@ pub fn stream_nll_bucketed<S: DocumentSource>(
     edges: &[usize],
     clock: &StageClock,
 ) -> NllTotals {
+    let scoring = Scoring {
+        length_edges: edges,
+        distance_edges: distance_edges(stream.far_reference()),
+        retrieval: Retrieval::Exact,
+        seed: 0,
+        clock,
+    };
+    stream_nll_scored(learner, stream, batches, &scoring)
+}
+
+/// How [`stream_nll_scored`] buckets and retrieves.
+pub struct Scoring<'a> {
+    /// Document-length bucket edges (increasing, in tokens).
+    pub length_edges: &'a [usize],
+    /// Evidence-distance bucket edges (increasing, in tokens).
+    pub distance_edges: Vec<usize>,
+    /// Exact retrieval, or the oracle or random bound (memory methods).
+    pub retrieval: Retrieval,
+    /// Seeds random retrieval.
+    pub seed: u64,
+    /// Charged with each stage of the forward passes.
+    pub clock: &'a StageClock,
+}
+
+/// Runs `batches` segments of `stream` through `learner` in evaluation mode, starting from
+/// an empty memory, and sums the NLLs per length and distance bucket.
+pub fn stream_nll_scored<S: DocumentSource>(
+    learner: &mut dyn MethodModel,
+    stream: &mut SegmentStream<S>,
+    batches: usize,
+    scoring: &Scoring,
+) -> NllTotals {
     let _guard = tch::no_grad_guard();
     if let Some(bank) = learner.bank_mut() {
         bank.reset_all();
+        if scoring.retrieval == Retrieval::Random {
+            let random = Policy::Random {
+                seed: scoring.seed,
+                searches: Default::default(),
+            };
+            bank.set_policy(random).expect("random retrieval works with every bank");
+        }
     }
-    let labels = bucket_labels(edges);
-    let mut buckets: Vec<BucketTotals> = labels
-        .iter()
-        .map(|l| BucketTotals {
-            bucket: l.clone(),
-            ..Default::default()
-        })
-        .collect();
+    let mut lengths = LengthTally::new(scoring.length_edges);
+    let mut distances = DistanceTally::new(scoring.distance_edges.clone());
     let mut totals = NllTotals::default();
     let bar = crate::progress::bar(batches as u64, "eval");
     for _ in 0..batches {
         bar.inc(1);
         let batch = stream.next_batch();
-        // Chunks each row can retrieve from (its memory as the forward pass reads it).
-        let chunks_before: Option<Vec<i64>> = learner.bank().map(|bank| {
+        // What each row's memory holds as the forward pass reads it: chunks, oldest chunk.
+        let memory: Option<Vec<(i64, i64)>> = learner.bank().map(|bank| {
             (0..batch.reset.len())
-                .map(|r| if batch.reset[r] { 0 } else { bank.chunks_for_row(r) })
+                .map(|r| match batch.reset[r] {
+                    true => (0, 0),
+                    false => (bank.chunks_for_row(r), bank.oldest_chunk_for_row(r)),
+                })
                 .collect()
         });
-        let out = learner.forward_timed(&batch, false, clock);
-        let logp = out.logits.log_softmax(-1, Kind::Float);
-        let token_nll = -logp.gather(-1, &batch.targets.unsqueeze(-1), false).squeeze_dim(-1); // [B, T]
-        let sum = |mask: &Tensor| {
-            let nll = (&token_nll * mask).sum(Kind::Double).double_value(&[]);
-            (nll, mask.sum(Kind::Double).double_value(&[]))
-        };
-        let (nll, tokens) = sum(&batch.loss_mask);
-        let (far_nll, far_tokens) = sum(&batch.far_mask);
-        let (near_nll, near_tokens) = sum(&batch.near_mask);
-        totals.nll += nll;
-        totals.tokens += tokens;
-        totals.far_nll += far_nll;
-        totals.far_tokens += far_tokens;
-        totals.near_nll += near_nll;
-        totals.near_tokens += near_tokens;
-        let row_nll = Vec::<f64>::try_from((&token_nll * &batch.loss_mask).sum_dim_intlist(1, false, Kind::Double))
+        if scoring.retrieval == Retrieval::Oracle {
+            set_oracle(learner, &batch);
+        }
+        let out = learner.forward_timed(&batch, false, scoring.clock);
+        let token_nll = score_batch(&mut totals, &batch, &out);
+        lengths.add(&batch, &token_nll);
+        let chunk = learner.bank().map(|b| b.config().chunk);
+        distances.add(&answers_of(&batch, &out, &token_nll, chunk, memory.as_deref()).as_answers());
+        if let (Some(retrieved), Some(chunk), Some(memory)) = (&out.retrieved_chunks, chunk, &memory) {
+            add_retrieval(&mut totals, &batch, retrieved, chunk, memory);
+        }
+    }
+    bar.finish_and_clear();
+    if let Some(bank) = learner.bank_mut() {
+        bank.set_policy(Policy::Exact)
+            .expect("exact retrieval works with every bank");
+    }
+    totals.by_length = lengths.totals();
+    totals.by_distance = distances.totals();
+    totals
+}
+
+/// Puts each query token's evidence chunk (its target's source / c) into its retrieved set.
+fn set_oracle(learner: &mut dyn MethodModel, batch: &Batch) {
+    let Some(bank) = learner.bank_mut() else {
+        return;
+    };
+    let chunk = bank.config().chunk;
+    let evidence = batch.answer_source.divide_scalar_mode(chunk, "floor");
+    if let Err(e) = bank.set_policy(Policy::Oracle { evidence }) {
+        panic!("{e}");
+    }
+}
+
+/// Adds a batch's NLLs to `totals`; returns the per-token NLL `[B, T]`.
+fn score_batch(totals: &mut NllTotals, batch: &Batch, out: &StepOutput) -> Tensor {
+    let logp = out.logits.log_softmax(-1, Kind::Float);
+    let token_nll = -logp.gather(-1, &batch.targets.unsqueeze(-1), false).squeeze_dim(-1); // [B, T]
+    let sum = |mask: &Tensor| {
+        let nll = (&token_nll * mask).sum(Kind::Double).double_value(&[]);
+        (nll, mask.sum(Kind::Double).double_value(&[]))
+    };
+    let (nll, tokens) = sum(&batch.loss_mask);
+    let (far_nll, far_tokens) = sum(&batch.far_mask);
+    let (near_nll, near_tokens) = sum(&batch.near_mask);
+    totals.nll += nll;
+    totals.tokens += tokens;
+    totals.far_nll += far_nll;
+    totals.far_tokens += far_tokens;
+    totals.near_nll += near_nll;
+    totals.near_tokens += near_tokens;
+    token_nll
+}
+
+/// Adds a memory method's retrieval hits on far answers, and what random picks would get.
+fn add_retrieval(totals: &mut NllTotals, batch: &Batch, retrieved: &Tensor, chunk: i64, memory: &[(i64, i64)]) {
+    let (hits_any, hits_heads, heads) = retrieval_hits(retrieved, &batch.answer_source, &batch.far_mask, chunk);
+    totals.far_hits_any_head += hits_any;
+    totals.far_hits_head_sum += hits_heads;
+    totals.heads = heads;
+    let retrieved_per_head = retrieved.size()[3] as f64;
+    let far_per_row =
+        Vec::<f64>::try_from(batch.far_mask.sum_dim_intlist(1, false, Kind::Double)).expect("[B] far counts");
+    for (row, (chunks, _)) in memory.iter().enumerate() {
+        if *chunks > 0 {
+            totals.far_hit_chance_sum += far_per_row[row] * (retrieved_per_head / *chunks as f64).min(1.0);
+        }
+    }
+}
+
+/// The answer tokens of a batch, on its device, as [`DistanceTally::add`] takes them.
+struct BatchAnswers {
+    distance: Tensor,
+    nll: Tensor,
+    correct: Tensor,
+    heads_hit: Option<Tensor>,
+    evicted: Option<Tensor>,
+}
+
+impl BatchAnswers {
+    fn as_answers(&self) -> Answers<'_> {
+        Answers {
+            distance: &self.distance,
+            nll: &self.nll,
+            correct: &self.correct,
+            heads_hit: self.heads_hit.as_ref(),
+            evicted: self.evicted.as_ref(),
+        }
+    }
+}
+
+/// Each answer's distance to its evidence, NLL and correctness, and for memory methods the
+/// heads that retrieved its evidence chunk and whether that chunk had been evicted.
+fn answers_of(
+    batch: &Batch,
+    out: &StepOutput,
+    token_nll: &Tensor,
+    chunk: Option<i64>,
+    memory: Option<&[(i64, i64)]>,
+) -> BatchAnswers {
+    let device = batch.targets.device();
+    let (b, t) = batch.targets.size2().expect("targets are [B, T]");
+    let starts: Vec<i64> = batch.starts.iter().map(|&s| s as i64).collect();
+    // Target j of a row is the token at start + j + 1.
+    let position = Tensor::from_slice(&starts).to_device(device).view([b, 1])
+        + Tensor::arange_start(1, t + 1, (Kind::Int64, device)).view([1, t]);
+    let is_answer = batch.answer_source.ge(0);
+    let distance = (position - &batch.answer_source).where_self(&is_answer, &Tensor::from(-1i64).to_device(device));
+    let correct = out
+        .logits
+        .argmax(-1, false)
+        .eq_tensor(&batch.targets)
+        .to_kind(Kind::Float);
+    let source_chunk = chunk.map(|c| batch.answer_source.divide_scalar_mode(c, "floor"));
+    let heads_hit = out
+        .retrieved_chunks
+        .as_ref()
+        .zip(source_chunk.as_ref())
+        .map(|(retrieved, source)| {
+            retrieved
+                .eq_tensor(&source.unsqueeze(1).unsqueeze(-1))
+                .any_dim(-1, false)
+                .to_kind(Kind::Float)
+                .sum_dim_intlist(1, false, Kind::Float) // [B, T]
+        });
+    let evicted = memory.zip(source_chunk.as_ref()).map(|(memory, source)| {
+        let oldest: Vec<i64> = memory.iter().map(|&(_, oldest)| oldest).collect();
+        let oldest = Tensor::from_slice(&oldest).to_device(device).view([b, 1]);
+        (source.lt_tensor(&oldest).logical_and(&is_answer)).to_kind(Kind::Float)
+    });
+    BatchAnswers {
+        distance,
+        nll: token_nll.shallow_clone(),
+        correct,
+        heads_hit,
+        evicted,
+    }
+}
+
+/// The running sums of each document-length bucket.
+struct LengthTally<'a> {
+    edges: &'a [usize],
+    buckets: Vec<BucketTotals>,
+}
+
+impl<'a> LengthTally<'a> {
+    fn new(edges: &'a [usize]) -> Self {
+        let buckets = bucket_labels(edges)
+            .into_iter()
+            .map(|bucket| BucketTotals {
+                bucket,
+                ..Default::default()
+            })
+            .collect();
+        Self { edges, buckets }
+    }
+
+    fn add(&mut self, batch: &Batch, token_nll: &Tensor) {
+        let row_nll = Vec::<f64>::try_from((token_nll * &batch.loss_mask).sum_dim_intlist(1, false, Kind::Double))
             .expect("[B] NLL sums");
         let row_tokens =
             Vec::<f64>::try_from(batch.loss_mask.sum_dim_intlist(1, false, Kind::Double)).expect("[B] token counts");
@@ -176,31 +361,19 @@ pub fn stream_nll_bucketed<S: DocumentSource>(
             if len == 0 {
                 continue;
             }
-            let bucket = &mut buckets[bucket_of(len, edges)];
+            let bucket = &mut self.buckets[bucket_of(len, self.edges)];
             bucket.nll += row_nll[row];
             bucket.tokens += row_tokens[row];
             if batch.reset[row] {
                 bucket.documents += 1;
             }
         }
-        if let (Some(retrieved), Some(chunk)) = (&out.retrieved_chunks, learner.bank().map(|b| b.config().chunk)) {
-            let (hits_any, hits_heads, heads) = retrieval_hits(retrieved, &batch.answer_source, &batch.far_mask, chunk);
-            totals.far_hits_any_head += hits_any;
-            totals.far_hits_head_sum += hits_heads;
-            totals.heads = heads;
-            let retrieved_per_head = retrieved.size()[3] as f64;
-            let far_per_row =
-                Vec::<f64>::try_from(batch.far_mask.sum_dim_intlist(1, false, Kind::Double)).expect("[B] far counts");
-            for (row, chunks) in chunks_before.iter().flatten().enumerate() {
-                if *chunks > 0 {
-                    totals.far_hit_chance_sum += far_per_row[row] * (retrieved_per_head / *chunks as f64).min(1.0);
-                }
-            }
-        }
     }
-    bar.finish_and_clear();
-    totals.by_length = buckets.into_iter().filter(|b| b.tokens > 0.0).collect();
-    totals
+
+    /// The non-empty buckets, in increasing length.
+    fn totals(self) -> Vec<BucketTotals> {
+        self.buckets.into_iter().filter(|b| b.tokens > 0.0).collect()
+    }
 }
 
 /// Counts far answers whose source chunk (`answer_source / c`) is among the retrieved

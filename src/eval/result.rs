@@ -20,6 +20,9 @@ pub struct EvalResult {
     pub window: usize,
     /// Memory gates closed (the no-memory ablation).
     pub memory_gates_closed: bool,
+    /// The retrieval bound the evaluation ran with; absent for exact retrieval.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retrieval: Option<crate::memory::Retrieval>,
     /// Held-out documents per batch row: as asked (generators), or the most any row reads
     /// (corpora, whose first `documents` held-out documents are read, each once).
     pub documents_per_row: u64,

@@ -3,12 +3,14 @@
 //! writing the files is the caller's (harness/stage.rs).
 
 use super::cost::CostReport;
+use super::distance::distance_edges;
 use super::icl::{self, IclTask};
 use super::result::{EvalResult, IclResult, MemorySettings};
-use super::{segments_to_cover, stream_nll_bucketed};
+use super::{segments_to_cover, stream_nll_scored, Scoring};
 use crate::config::{self, IclSpec, Spec};
 use crate::data::SegmentStream;
 use crate::device::measure_matmul_peak;
+use crate::memory::Retrieval;
 use crate::methods::{forward_flops_per_token, MethodModel};
 use crate::profile::StageClock;
 
@@ -26,6 +28,8 @@ pub struct PerplexitySettings<'a> {
     pub length_edges: &'a [usize],
     /// The memory gates are closed (recorded in the result).
     pub gates_closed: bool,
+    /// Exact retrieval, or the oracle or random bound (memory methods).
+    pub retrieval: Retrieval,
 }
 
 /// Scores `spec`'s held-out documents with `model`: whole documents, so evaluations with
@@ -43,7 +47,15 @@ pub fn perplexity(
     let mut stream = SegmentStream::new(source, spec.batch_size, window, device).with_far_reference(spec.segment_len);
     let clock = StageClock::new(device);
     let start = std::time::Instant::now();
-    let totals = stream_nll_bucketed(model, &mut stream, batches, settings.length_edges, &clock);
+    let scoring = Scoring {
+        length_edges: settings.length_edges,
+        // Distances are measured in windows of the spec's own length, as "far" is.
+        distance_edges: distance_edges(spec.segment_len),
+        retrieval: settings.retrieval,
+        seed: spec.seed.wrapping_add(settings.seed_offset),
+        clock: &clock,
+    };
+    let totals = stream_nll_scored(model, &mut stream, batches, &scoring);
     let wall = start.elapsed().as_secs_f64();
     let positions = (batches * spec.batch_size * window) as f64;
     let cost = cost_report(spec, &clock, wall, positions, window, device);
@@ -51,6 +63,7 @@ pub fn perplexity(
         method: spec.method.to_string(),
         window,
         memory_gates_closed: settings.gates_closed,
+        retrieval: (settings.retrieval != Retrieval::Exact).then_some(settings.retrieval),
         documents_per_row: documents,
         perplexity: totals.perplexity(),
         far_nll: totals.far_mean(),

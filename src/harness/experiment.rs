@@ -13,8 +13,10 @@
 //! also across experiments, so shared stages are reused.
 
 use super::run_id::{ignored_sections, run_id};
+use super::sweep::{at_point, describe_point, grid, merge, set_path};
 use crate::config::{FileChecks, Spec, SpecError};
 use crate::fsutil::resolve_path;
+use crate::memory::Retrieval;
 use crate::methods::Method;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -22,7 +24,7 @@ use std::path::{Path, PathBuf};
 use toml::{Table, Value};
 
 /// Sweep keys that set evaluation points rather than training runs.
-const EVAL_SWEEP_KEYS: [&str; 3] = ["eval.memory_size", "eval.chunk", "eval.top_k"];
+const EVAL_SWEEP_KEYS: [&str; 4] = ["eval.memory_size", "eval.chunk", "eval.top_k", "eval.retrieval"];
 
 /// The `[eval]` settings every evaluation run of an experiment shares.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -37,6 +39,14 @@ pub struct EvalSettings {
     pub seed_offset: u64,
     /// Document-length bucket edges in tokens (default: the paper's).
     pub length_buckets: Option<Vec<usize>>,
+    /// Changes to a built-in generator's `[data]` settings for the held-out documents
+    /// (e.g. `{ doc_tokens = 131072 }`: longer documents than trained on).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub data: Option<toml::Table>,
+    /// Batch rows (streams) of the evaluation (default: the spec's `train.batch_size`); with
+    /// `documents`, what bounds the tokens an evaluation reads.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rows: Option<usize>,
 }
 
 fn default_seed_offset() -> u64 {
@@ -49,6 +59,8 @@ impl Default for EvalSettings {
             documents: None,
             seed_offset: default_seed_offset(),
             length_buckets: None,
+            data: None,
+            rows: None,
         }
     }
 }
@@ -59,6 +71,17 @@ pub struct EvalPoint {
     pub memory_size: Option<i64>,
     pub chunk: Option<i64>,
     pub top_k: Option<i64>,
+    /// Exact retrieval (`None`), or the oracle or random bound. Left out of the JSON (and so
+    /// of the run id) when unset.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retrieval: Option<Retrieval>,
+}
+
+impl EvalPoint {
+    /// Whether the point changes the memory's shape (M, c or K).
+    pub fn overrides_memory(&self) -> bool {
+        self.memory_size.is_some() || self.chunk.is_some() || self.top_k.is_some()
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
@@ -162,54 +185,14 @@ impl Experiment {
                 "absent in an experiment: its runs go under runs_dir/<stage>/<id>/",
             ));
         }
-        let table = |key: &str, base: &mut Table| -> Result<Vec<(String, Value)>, SpecError> {
-            match base.remove(key) {
-                None => Ok(Vec::new()),
-                Some(Value::Table(t)) => Ok(t.into_iter().collect()),
-                Some(v) => Err(invalid(file, key, &v, "a table")),
-            }
-        };
-        let pretrain = table("pretrain", &mut base)?;
-        let slurm = Value::Table(table("slurm", &mut base)?.into_iter().collect())
+        let pretrain = take_table(file, "pretrain", &mut base)?;
+        let slurm = Value::Table(take_table(file, "slurm", &mut base)?.into_iter().collect())
             .try_into()
             .map_err(|e: toml::de::Error| invalid(file, "slurm", &"(table)", &e.to_string()))?;
-        let eval_table = table("eval", &mut base)?;
-        let eval: EvalSettings = Value::Table(eval_table.into_iter().collect())
+        let eval: EvalSettings = Value::Table(take_table(file, "eval", &mut base)?.into_iter().collect())
             .try_into()
             .map_err(|e: toml::de::Error| invalid(file, "eval", &"(table)", &e.to_string()))?;
-        let mut sweep = Vec::new();
-        let mut eval_sweep = Vec::new();
-        for (key, value) in table("sweep", &mut base)? {
-            let values = match value {
-                Value::Array(a) if !a.is_empty() => a,
-                v => {
-                    return Err(invalid(
-                        file,
-                        &format!("sweep.\"{key}\""),
-                        &v,
-                        "a non-empty list of values",
-                    ))
-                }
-            };
-            if key.starts_with("eval.") {
-                if !EVAL_SWEEP_KEYS.contains(&key.as_str()) {
-                    return Err(invalid(
-                        file,
-                        &format!("sweep.\"{key}\""),
-                        &"(list)",
-                        "an evaluation point key: eval.memory_size, eval.chunk or eval.top_k",
-                    ));
-                }
-                if let Some(bad) = values.iter().find(|v| !v.is_integer()) {
-                    return Err(invalid(file, &format!("sweep.\"{key}\""), bad, "integers (tokens)"));
-                }
-                eval_sweep.push((key, values));
-            } else if key == "out_dir" || key == "pretrain" {
-                return Err(invalid(file, &format!("sweep.\"{key}\""), &"(list)", "a run setting"));
-            } else {
-                sweep.push((key, values));
-            }
-        }
+        let (sweep, eval_sweep) = split_sweep(file, take_table(file, "sweep", &mut base)?)?;
         Ok(Self {
             name,
             file: file.to_path_buf(),
@@ -238,13 +221,7 @@ impl Experiment {
         } else {
             (FileChecks::None, FileChecks::None)
         };
-        let mut runs: Vec<PlannedRun> = Vec::new();
-        let mut seen = std::collections::HashSet::new();
-        let mut push = |run: PlannedRun, runs: &mut Vec<PlannedRun>| {
-            if seen.insert(run.dir.clone()) {
-                runs.push(run);
-            }
-        };
+        let mut runs = Runs::default();
         let explicit_weights = self
             .base
             .get("backbone")
@@ -252,27 +229,7 @@ impl Experiment {
             .is_some_and(|b| b.contains_key("weights"));
         for point in grid(&self.sweep) {
             let describe = || describe_point(&point);
-            let mut table = self.base.clone();
-            let preset = point
-                .iter()
-                .find(|(k, _)| k == "preset")
-                .map(|(_, v)| v.clone())
-                .or_else(|| table.remove("preset"));
-            if let Some(name) = preset {
-                table = apply_preset(&self.file, &name, table).map_err(|e| at_point(e, &describe()))?;
-            }
-            for (key, value) in point.iter().filter(|(k, _)| k != "preset") {
-                set_path(&mut table, key, value.clone());
-            }
-            let method = table.get("method").and_then(Value::as_str).unwrap_or("").to_string();
-            if method == "pretrain" {
-                return Err(invalid(
-                    &self.file,
-                    "method",
-                    &"pretrain",
-                    "longmem, memtrm or plain: the pretraining stage is implicit ([pretrain] sets it)",
-                ));
-            }
+            let mut table = self.point_table(&point)?;
             let mut upstream = None;
             if !explicit_weights {
                 let pre = self
@@ -285,78 +242,126 @@ impl Experiment {
                     Value::String(weights.display().to_string()),
                 );
                 upstream = Some(pre.id.clone());
-                push(pre, &mut runs);
+                runs.push(pre);
             }
-            let run_dir_for = |stage: Stage, id: &str| self.runs_dir.join(stage.to_string()).join(id);
             let checks = if explicit_weights { checks } else { upstream_checks };
             let spec = Spec::from_table(table, &self.file, checks).map_err(|e| at_point(e, &describe()))?;
             let id = run_id(&spec, upstream.as_deref(), "");
-            let dir = run_dir_for(Stage::Train, &id);
-            let params = relevant_params(&point, spec.method);
+            let dir = self.run_dir(Stage::Train, &id);
             let trained = PlannedRun {
-                id: id.clone(),
+                id,
                 stage: Stage::Train,
-                spec: spec.clone(),
-                dir: dir.clone(),
+                params: relevant_params(&point, spec.method),
+                spec,
                 weights_dir: dir.clone(),
-                depends_on: upstream.clone(),
+                dir,
+                depends_on: upstream,
                 eval: None,
-                params: params.clone(),
             };
-            push(trained, &mut runs);
-            let has_memory = spec.method.has_memory();
-            let eval_grid = if has_memory {
-                grid(&self.eval_sweep)
-            } else {
-                vec![Vec::new()]
-            };
-            for eval_values in eval_grid {
-                let point = eval_point(&eval_values);
-                let resolved = spec
-                    .with_memory(point.memory_size, point.chunk, point.top_k)
-                    .map_err(|e| invalid(&self.file, "sweep", &describe_point(&eval_values), &e))?;
-                let salt = serde_json::to_string(&(&point, &self.eval)).expect("serialisable");
-                let eval_id = run_id(&spec, Some(&id), &salt);
-                let mut eval_params = params.clone();
-                if has_memory {
-                    eval_params.insert("memory_size".into(), resolved.memory.size.to_string());
-                    eval_params.insert("chunk".into(), resolved.memory.chunk.to_string());
-                    eval_params.insert("top_k".into(), resolved.memory.k.to_string());
-                }
-                push(
-                    PlannedRun {
-                        id: eval_id.clone(),
-                        stage: Stage::Eval,
-                        spec: spec.clone(),
-                        dir: run_dir_for(Stage::Eval, &eval_id),
-                        weights_dir: dir.clone(),
-                        depends_on: Some(id.clone()),
-                        eval: Some(point),
-                        params: eval_params,
-                    },
-                    &mut runs,
-                );
-            }
-            if let Some(icl) = &spec.icl {
-                let salt = serde_json::to_string(&(icl, self.eval.seed_offset)).expect("serialisable");
-                let icl_id = run_id(&spec, Some(&id), &salt);
-                push(
-                    PlannedRun {
-                        id: icl_id.clone(),
-                        stage: Stage::Icl,
-                        spec: spec.clone(),
-                        dir: run_dir_for(Stage::Icl, &icl_id),
-                        weights_dir: dir.clone(),
-                        depends_on: Some(id.clone()),
-                        eval: None,
-                        params,
-                    },
-                    &mut runs,
-                );
-            }
+            let evals = self.eval_runs(&trained)?;
+            let icl = self.icl_run(&trained);
+            runs.push(trained);
+            evals.into_iter().chain(icl).for_each(|run| runs.push(run));
         }
+        let mut runs = runs.runs;
         runs.sort_by_key(|r| r.stage);
         Ok(runs)
+    }
+
+    /// Where a run of `stage` with id `id` lives.
+    fn run_dir(&self, stage: Stage, id: &str) -> PathBuf {
+        self.runs_dir.join(stage.to_string()).join(id)
+    }
+
+    /// The base table with a sweep point's preset and settings applied.
+    fn point_table(&self, point: &[(String, Value)]) -> Result<Table, SpecError> {
+        let mut table = self.base.clone();
+        let preset = point
+            .iter()
+            .find(|(k, _)| k == "preset")
+            .map(|(_, v)| v.clone())
+            .or_else(|| table.remove("preset"));
+        if let Some(name) = preset {
+            table = apply_preset(&self.file, &name, table).map_err(|e| at_point(e, &describe_point(point)))?;
+        }
+        for (key, value) in point.iter().filter(|(k, _)| k != "preset") {
+            set_path(&mut table, key, value.clone());
+        }
+        if table.get("method").and_then(Value::as_str) == Some("pretrain") {
+            return Err(invalid(
+                &self.file,
+                "method",
+                &"pretrain",
+                "longmem, memtrm or plain: the pretraining stage is implicit ([pretrain] sets it)",
+            ));
+        }
+        Ok(table)
+    }
+
+    /// The evaluation runs of a train run: one per point of the evaluation grid for a method
+    /// with memory, one for a method without.
+    fn eval_runs(&self, trained: &PlannedRun) -> Result<Vec<PlannedRun>, SpecError> {
+        let spec = &trained.spec;
+        let has_memory = spec.method.has_memory();
+        let eval_grid = if has_memory {
+            grid(&self.eval_sweep)
+        } else {
+            vec![Vec::new()]
+        };
+        if self.eval.rows == Some(0) {
+            return Err(invalid(&self.file, "eval.rows", &0, "a positive number of batch rows"));
+        }
+        if let Some(changes) = &self.eval.data {
+            spec.with_data_changes(changes)
+                .map_err(|e| invalid(&self.file, "eval.data", &Value::Table(changes.clone()), &e))?;
+        }
+        let mut runs = vec![];
+        for eval_values in eval_grid {
+            let point = eval_point(&eval_values);
+            let resolved = spec
+                .with_memory(point.memory_size, point.chunk, point.top_k)
+                .map_err(|e| invalid(&self.file, "sweep", &describe_point(&eval_values), &e))?;
+            let salt = serde_json::to_string(&(&point, &self.eval)).expect("serialisable");
+            let eval_id = run_id(spec, Some(&trained.id), &salt);
+            let mut eval_params = trained.params.clone();
+            if has_memory {
+                eval_params.insert("memory_size".into(), resolved.memory.size.to_string());
+                eval_params.insert("chunk".into(), resolved.memory.chunk.to_string());
+                eval_params.insert("top_k".into(), resolved.memory.k.to_string());
+            }
+            if let Some(retrieval) = point.retrieval {
+                eval_params.insert("retrieval".into(), retrieval.to_string());
+            }
+            runs.push(PlannedRun {
+                dir: self.run_dir(Stage::Eval, &eval_id),
+                id: eval_id,
+                stage: Stage::Eval,
+                spec: spec.clone(),
+                weights_dir: trained.dir.clone(),
+                depends_on: Some(trained.id.clone()),
+                eval: Some(point),
+                params: eval_params,
+            });
+        }
+        Ok(runs)
+    }
+
+    /// The in-context learning run of a train run whose spec has an `[icl]` section.
+    fn icl_run(&self, trained: &PlannedRun) -> Option<PlannedRun> {
+        let spec = &trained.spec;
+        let icl = spec.icl.as_ref()?;
+        let salt = serde_json::to_string(&(icl, self.eval.seed_offset)).expect("serialisable");
+        let icl_id = run_id(spec, Some(&trained.id), &salt);
+        Some(PlannedRun {
+            dir: self.run_dir(Stage::Icl, &icl_id),
+            id: icl_id,
+            stage: Stage::Icl,
+            spec: spec.clone(),
+            weights_dir: trained.dir.clone(),
+            depends_on: Some(trained.id.clone()),
+            eval: None,
+            params: trained.params.clone(),
+        })
     }
 
     /// The pretraining run a sweep point needs: the base with the point's `backbone.*`
@@ -375,7 +380,7 @@ impl Experiment {
         set_path(&mut table, "method", Value::String("pretrain".into()));
         let spec = Spec::from_table(table, &self.file, checks)?;
         let id = run_id(&spec, None, "");
-        let dir = self.runs_dir.join(Stage::Pretrain.to_string()).join(&id);
+        let dir = self.run_dir(Stage::Pretrain, &id);
         Ok(PlannedRun {
             id,
             stage: Stage::Pretrain,
@@ -387,6 +392,116 @@ impl Experiment {
             params: BTreeMap::new(),
         })
     }
+}
+
+/// Removes `key` from the experiment's top level: absent is empty, anything but a table an error.
+fn take_table(file: &Path, key: &str, base: &mut Table) -> Result<Vec<(String, Value)>, SpecError> {
+    match base.remove(key) {
+        None => Ok(Vec::new()),
+        Some(Value::Table(t)) => Ok(t.into_iter().collect()),
+        Some(v) => Err(invalid(file, key, &v, "a table")),
+    }
+}
+
+/// The `[sweep]` block split into run settings and evaluation points (`eval.*` keys), each
+/// checked.
+#[allow(clippy::type_complexity)]
+fn split_sweep(
+    file: &Path,
+    sweep: Vec<(String, Value)>,
+) -> Result<(Vec<(String, Vec<Value>)>, Vec<(String, Vec<Value>)>), SpecError> {
+    let (mut runs, mut evals) = (Vec::new(), Vec::new());
+    for (key, value) in sweep {
+        let at = format!("sweep.\"{key}\"");
+        let values = match value {
+            Value::Array(a) if !a.is_empty() => a,
+            v => return Err(invalid(file, &at, &v, "a non-empty list of values")),
+        };
+        if key.starts_with("eval.") {
+            if !EVAL_SWEEP_KEYS.contains(&key.as_str()) {
+                return Err(invalid(
+                    file,
+                    &at,
+                    &"(list)",
+                    "an evaluation point key: eval.memory_size, eval.chunk, eval.top_k or eval.retrieval",
+                ));
+            }
+            if key == "eval.retrieval" {
+                if let Some(bad) = values.iter().find(|v| retrieval_of(v).is_none()) {
+                    return Err(invalid(file, &at, bad, "\"exact\", \"oracle\" or \"random\""));
+                }
+            } else if let Some(bad) = values.iter().find(|v| !v.is_integer()) {
+                return Err(invalid(file, &at, bad, "integers (tokens)"));
+            }
+            evals.push((key, values));
+        } else if key == "out_dir" || key == "pretrain" {
+            return Err(invalid(file, &at, &"(list)", "a run setting"));
+        } else {
+            runs.push((key, values));
+        }
+    }
+    Ok((runs, evals))
+}
+
+/// Planned runs without duplicates: identical configs share a directory, so a run whose
+/// directory is already planned is planned once.
+#[derive(Default)]
+struct Runs {
+    runs: Vec<PlannedRun>,
+    seen: std::collections::HashSet<PathBuf>,
+}
+
+impl Runs {
+    fn push(&mut self, run: PlannedRun) {
+        if self.seen.insert(run.dir.clone()) {
+            self.runs.push(run);
+        }
+    }
+}
+
+/// The swept parameters that matter for `method`: of the method-specific sections
+/// (`METHOD_SECTIONS` in harness/run_id.rs) only those the method reads ([`Method::sections`]). The method and
+/// the seed have columns of their own.
+fn relevant_params(point: &[(String, Value)], method: Method) -> BTreeMap<String, String> {
+    let ignored = ignored_sections(method);
+    point
+        .iter()
+        .filter(|(k, _)| k != "method" && k != "seed")
+        .filter(|(k, _)| {
+            !ignored
+                .iter()
+                .any(|s| k.strip_prefix(s).is_some_and(|rest| rest.starts_with('.')))
+        })
+        .map(|(k, v)| {
+            let text = match v {
+                Value::String(s) => s.clone(),
+                other => other.to_string(),
+            };
+            (k.clone(), text)
+        })
+        .collect()
+}
+
+/// The evaluation point a set of `eval.*` sweep values names.
+fn eval_point(values: &[(String, Value)]) -> EvalPoint {
+    let get = |key: &str| values.iter().find(|(k, _)| k == key).and_then(|(_, v)| v.as_integer());
+    EvalPoint {
+        memory_size: get("eval.memory_size"),
+        chunk: get("eval.chunk"),
+        top_k: get("eval.top_k"),
+        retrieval: values
+            .iter()
+            .find(|(k, _)| k == "eval.retrieval")
+            .and_then(|(_, v)| retrieval_of(v))
+            .filter(|r| *r != Retrieval::Exact),
+    }
+}
+
+/// The retrieval a sweep value names.
+fn retrieval_of(value: &Value) -> Option<Retrieval> {
+    value
+        .as_str()
+        .and_then(|s| Retrieval::deserialize(Value::String(s.into())).ok())
 }
 
 /// Where method presets live: `baselines/methods/<name>.toml`.
@@ -427,138 +542,4 @@ fn apply_preset(file: &Path, name: &Value, table: Table) -> Result<Table, SpecEr
         merged.insert("method".into(), method);
     }
     Ok(merged)
-}
-
-/// Deep-merges `over` into `base`: tables merge key by key, anything else replaces.
-fn merge(base: &mut Table, over: Table) {
-    for (key, value) in over {
-        match (base.get_mut(&key), value) {
-            (Some(Value::Table(b)), Value::Table(o)) => merge(b, o),
-            (_, value) => {
-                base.insert(key, value);
-            }
-        }
-    }
-}
-
-/// Every combination of the sweep's values, the first key varying slowest.
-fn grid(sweep: &[(String, Vec<Value>)]) -> Vec<Vec<(String, Value)>> {
-    let mut points = vec![Vec::new()];
-    for (key, values) in sweep {
-        points = points
-            .into_iter()
-            .flat_map(|point| {
-                values.iter().map(move |v| {
-                    let mut p = point.clone();
-                    p.push((key.clone(), v.clone()));
-                    p
-                })
-            })
-            .collect();
-    }
-    points
-}
-
-fn eval_point(values: &[(String, Value)]) -> EvalPoint {
-    let get = |key: &str| values.iter().find(|(k, _)| k == key).and_then(|(_, v)| v.as_integer());
-    EvalPoint {
-        memory_size: get("eval.memory_size"),
-        chunk: get("eval.chunk"),
-        top_k: get("eval.top_k"),
-    }
-}
-
-fn describe_point(point: &[(String, Value)]) -> String {
-    let parts: Vec<String> = point.iter().map(|(k, v)| format!("{k} = {v}")).collect();
-    if parts.is_empty() {
-        "the base spec".into()
-    } else {
-        parts.join(", ")
-    }
-}
-
-/// Adds the sweep point to an error's message.
-fn at_point(e: SpecError, point: &str) -> SpecError {
-    match e {
-        SpecError::Invalid {
-            path,
-            key,
-            value,
-            allowed,
-        } => SpecError::Invalid {
-            path,
-            key,
-            value,
-            allowed: format!("{allowed} (at sweep point: {point})"),
-        },
-        SpecError::Parse { path, message } => SpecError::Parse {
-            path,
-            message: format!("{message} (at sweep point: {point})"),
-        },
-        other => other,
-    }
-}
-
-/// Sets `a.b.c` in a TOML table, creating the tables on the way.
-fn set_path(table: &mut Table, key: &str, value: Value) {
-    let mut parts: Vec<&str> = key.split('.').collect();
-    let last = parts.pop().expect("split yields one part");
-    let mut here = table;
-    for part in parts {
-        let entry = here.entry(part).or_insert_with(|| Value::Table(Table::new()));
-        if !entry.is_table() {
-            *entry = Value::Table(Table::new());
-        }
-        here = entry.as_table_mut().expect("made a table");
-    }
-    here.insert(last.to_string(), value);
-}
-
-/// The swept parameters that matter for `method`: of the method-specific sections
-/// (`METHOD_SECTIONS` in harness/run_id.rs) only those the method reads ([`Method::sections`]). The method and
-/// the seed have columns of their own.
-fn relevant_params(point: &[(String, Value)], method: Method) -> BTreeMap<String, String> {
-    let ignored = ignored_sections(method);
-    point
-        .iter()
-        .filter(|(k, _)| k != "method" && k != "seed")
-        .filter(|(k, _)| {
-            !ignored
-                .iter()
-                .any(|s| k.strip_prefix(s).is_some_and(|rest| rest.starts_with('.')))
-        })
-        .map(|(k, v)| {
-            let text = match v {
-                Value::String(s) => s.clone(),
-                other => other.to_string(),
-            };
-            (k.clone(), text)
-        })
-        .collect()
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn grids_vary_the_last_key_fastest_and_paths_create_tables() {
-        let sweep = vec![
-            ("a".to_string(), vec![Value::Integer(1), Value::Integer(2)]),
-            (
-                "b.c".to_string(),
-                vec![Value::Integer(3), Value::Integer(4), Value::Integer(5)],
-            ),
-        ];
-        let points = grid(&sweep);
-        assert_eq!(points.len(), 6);
-        assert_eq!(
-            points[1],
-            vec![("a".into(), Value::Integer(1)), ("b.c".into(), Value::Integer(4))]
-        );
-        let mut t = Table::new();
-        set_path(&mut t, "b.c", Value::Integer(7));
-        assert_eq!(t["b"]["c"].as_integer(), Some(7));
-        assert_eq!(grid(&[]), vec![Vec::new()]);
-    }
 }

@@ -6,3 +6,4 @@ pub mod experiment;
 pub mod run_id;
 pub mod runner;
 pub mod stage;
+pub mod sweep;

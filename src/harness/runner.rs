@@ -250,6 +250,8 @@ fn execute_stage(experiment: &Experiment, run: &PlannedRun) -> anyhow::Result<()
                 documents: experiment.eval.documents,
                 memory: run.eval.clone().unwrap_or_default(),
                 length_buckets: experiment.eval.length_buckets.clone(),
+                data: experiment.eval.data.clone(),
+                rows: experiment.eval.rows,
                 icl_only: run.stage == Stage::Icl,
                 no_icl: run.stage == Stage::Eval,
                 seed_offset: experiment.eval.seed_offset,

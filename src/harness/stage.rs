@@ -93,6 +93,10 @@ pub struct EvalOptions {
     pub memory: EvalPoint,
     /// Document-length bucket edges (default: the paper's).
     pub length_buckets: Option<Vec<usize>>,
+    /// Changes to the generator's `[data]` settings for the held-out documents.
+    pub data: Option<toml::Table>,
+    /// Batch rows of the evaluation (default: the spec's batch size).
+    pub rows: Option<usize>,
     /// Skip the long-text evaluation (ICL only).
     pub icl_only: bool,
     /// Skip the ICL evaluation.
@@ -160,8 +164,17 @@ pub fn evaluate_run(request: &EvalRequest) -> anyhow::Result<EvalOutcome> {
     if o.no_memory && !run::close_memory_gates(model.as_ref()) {
         bail!("--no-memory ablates a memory model; {} has no memory", spec.method);
     }
-    let overrides = o.memory != EvalPoint::default();
-    let name = |stem| result_file_name(stem, o.window, o.no_memory, overrides.then_some(&spec.memory));
+    let overrides = o.memory.overrides_memory();
+    let retrieval = o.memory.retrieval.unwrap_or_default();
+    let name = |stem| {
+        result_file_name(
+            stem,
+            o.window,
+            o.no_memory,
+            overrides.then_some(&spec.memory),
+            retrieval,
+        )
+    };
     let mut outcome = EvalOutcome::default();
     if !o.icl_only {
         let edges = o.length_buckets.clone().unwrap_or_else(|| PAPER_LENGTH_EDGES.to_vec());
@@ -171,6 +184,7 @@ pub fn evaluate_run(request: &EvalRequest) -> anyhow::Result<EvalOutcome> {
             seed_offset: o.seed_offset,
             length_edges: &edges,
             gates_closed: o.no_memory,
+            retrieval,
         };
         let result = run::perplexity(model.as_mut(), spec, &settings)?;
         let path = out_dir.join(name("eval"));
@@ -202,7 +216,13 @@ fn eval_spec(spec: &Spec, o: &EvalOptions) -> anyhow::Result<Spec> {
         }
     }
     let m = &o.memory;
-    if *m != EvalPoint::default() && !spec.method.has_memory() {
+    if m.retrieval.is_some() && !spec.method.has_memory() {
+        bail!(
+            "--retrieval chooses what a memory model retrieves; {} has no memory",
+            spec.method
+        );
+    }
+    if m.overrides_memory() && !spec.method.has_memory() {
         bail!(
             "--memory-size, --chunk and --top-k set a memory model's memory; {} has none",
             spec.method
@@ -214,8 +234,20 @@ fn eval_spec(spec: &Spec, o: &EvalOptions) -> anyhow::Result<Spec> {
             spec.method
         );
     }
-    spec.with_memory(m.memory_size, m.chunk, m.top_k)
-        .map_err(|e| anyhow::anyhow!("{e} (from --memory-size/--chunk/--top-k)"))
+    let mut spec = spec
+        .with_memory(m.memory_size, m.chunk, m.top_k)
+        .map_err(|e| anyhow::anyhow!("{e} (from --memory-size/--chunk/--top-k)"))?;
+    match o.rows {
+        Some(0) => bail!("--rows 0: give a positive number of batch rows"),
+        Some(rows) => spec.batch_size = rows,
+        None => {}
+    }
+    match &o.data {
+        None => Ok(spec),
+        Some(changes) => spec
+            .with_data_changes(changes)
+            .map_err(|e| anyhow::anyhow!("{e} (from --doc-tokens / [eval] data)")),
+    }
 }
 
 /// The long-window plain reference: window T + M "when it fits", i.e. within a gpt2

@@ -8,23 +8,13 @@
 //! query token and head, the top K/c chunks by inner product, returned as K (key, value)
 //! pairs with a validity mask, so an empty or part-filled bank never yields garbage.
 
-use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
-use std::sync::LazyLock;
 use tch::{Device, Kind, Tensor};
 
-/// The blocked search's threads, one per torch intra-op thread, apart from rayon's global
-/// pool so that their torch settings (one thread each) stay theirs.
-fn search_pool() -> &'static rayon::ThreadPool {
-    static POOL: LazyLock<rayon::ThreadPool> = LazyLock::new(|| {
-        rayon::ThreadPoolBuilder::new()
-            .num_threads(tch::get_num_threads().max(1) as usize)
-            .thread_name(|i| format!("memory-search-{i}"))
-            .build()
-            .expect("a thread pool for the memory search")
-    });
-    &POOL
-}
+mod policy;
+mod search;
+
+pub use policy::{Policy, Retrieval};
 
 /// How batch rows map to banks.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -76,6 +66,8 @@ pub enum BankError {
     TopK { k: i64, chunk: i64 },
     #[error("memory `{key}` = {value} must be positive")]
     Shape { key: &'static str, value: i64 },
+    #[error("retrieval policy: {0}")]
+    Policy(&'static str),
 }
 
 impl BankConfig {
@@ -157,6 +149,8 @@ pub struct MemoryBank {
     filled: Vec<i64>,
     pending: Vec<i64>,
     written_chunks: Vec<i64>,
+    /// How retrievals choose their chunks (evaluation bounds; exact by default).
+    policy: Policy,
 }
 
 impl MemoryBank {
@@ -182,6 +176,7 @@ impl MemoryBank {
             filled: vec![0; streams as usize],
             pending: vec![0; streams as usize],
             written_chunks: vec![0; streams as usize],
+            policy: Policy::Exact,
             config,
         };
         Ok(bank)
@@ -206,6 +201,13 @@ impl MemoryBank {
             BankSharing::PerStream => row,
             BankSharing::Shared => 0,
         }
+    }
+
+    /// Stream index of the oldest chunk batch row `row` can retrieve (chunks before it were
+    /// evicted); the number written since the last reset when none is held.
+    pub fn oldest_chunk_for_row(&self, row: usize) -> i64 {
+        let s = self.stream_of_row(row);
+        self.written_chunks[s] - self.filled[s]
     }
 
     /// Retrievable chunks for batch row `row` (its own stream, or the shared one).
@@ -363,7 +365,7 @@ impl MemoryBank {
         let _guard = tch::no_grad_guard();
         let (b, h, t, d) = queries.size4().expect("queries must be [B, H, T, d]");
         let kc = (k_tokens / c).min(self.n_chunks);
-        let (slots, top) = self.search(queries, kc);
+        let (slots, top) = self.choose(queries, kc);
         let chunk_mask = top.isfinite(); // [B, H, T, kc]
         let n = self.n_chunks;
         let streams: Vec<i64> = (0..b as usize).map(|row| self.stream_of_row(row) as i64).collect();
@@ -395,143 +397,6 @@ impl MemoryBank {
             mask,
             chunk_index,
         })
-    }
-
-    /// The `kc` best chunk slots per query and head: `([B, H, T, kc]` int64 slots,
-    /// `[B, H, T, kc]` f32 scores)`, best first; where fewer than `kc` chunks are valid the
-    /// rest score −inf (their slot is any valid index, to be masked).
-    ///
-    /// A large search of an f32 bank on the CPU is done block by block: a block of scores at
-    /// a time by matmul, folded into a running top-k, never the whole `T × N` score matrix
-    /// (the selection, not the arithmetic, is what costs; see `longmem bench`). Other banks,
-    /// and searches whose whole score matrix is small, score densely and take torch's
-    /// `topk`. Both give the same slots (ties aside).
-    pub fn search(&self, queries: &Tensor, kc: i64) -> (Tensor, Tensor) {
-        let (b, _, t, _) = queries.size4().expect("queries must be [B, H, T, d]");
-        if self.searches_blocked(b, t) {
-            self.search_blocked(queries, kc)
-        } else {
-            self.search_dense(queries, kc)
-        }
-    }
-
-    /// Whether [`MemoryBank::search`] takes the blocked path for `rows` × `queries` query
-    /// tokens: an f32 bank on the CPU whose dense score matrix would exceed 2²⁰ scores
-    /// (4 MiB). Below that, dense scoring fits in cache and `topk` is cheaper than the
-    /// blocked search's per-task set-up (measured: 2.7 against 6.1 ms for 16 rows × 4 heads
-    /// × 32 queries over 256 chunks, top 32).
-    pub fn searches_blocked(&self, rows: i64, queries: i64) -> bool {
-        let scores = rows * self.config.n_head * queries * self.n_chunks;
-        self.config.device == Device::Cpu && self.config.kind == Kind::Float && scores > 1 << 20
-    }
-
-    /// Dense scores and `topk`: the reference, and the path for GPUs, half-precision banks
-    /// and small searches.
-    pub fn search_dense(&self, queries: &Tensor, kc: i64) -> (Tensor, Tensor) {
-        let _guard = tch::no_grad_guard();
-        let (b, _, _, _) = queries.size4().expect("queries must be [B, H, T, d]");
-        let n = self.n_chunks;
-        let rows = |x: &Tensor| match self.config.sharing {
-            BankSharing::PerStream => x.shallow_clone(),
-            BankSharing::Shared => x.expand([b].iter().chain(&x.size()[1..]).copied().collect::<Vec<_>>(), false),
-        };
-        let q = queries.to_kind(self.config.kind);
-        let scores = q.matmul(&rows(&self.chunk_keys).transpose(-1, -2)); // [B, H, T, N]
-        let valid = rows(&self.valid).view([b, 1, 1, n]);
-        let scores = scores
-            .to_kind(Kind::Float)
-            .masked_fill(&valid.logical_not(), f64::NEG_INFINITY);
-        let (top, slots) = scores.topk(kc, -1, true, true);
-        (slots, top)
-    }
-
-    /// Blocked scoring with a running top-k (f32 banks on the CPU).
-    ///
-    /// Work is split into (row, head, query block) tasks on a thread pool of its own, each
-    /// doing its matmuls single-threaded and scanning its score block while it is still in
-    /// that core's cache. (Letting torch's OpenMP threads do the matmul and rayon's the scan
-    /// made the two pools contend for the cores: 1.8× slower at the paper's shape.)
-    pub fn search_blocked(&self, queries: &Tensor, kc: i64) -> (Tensor, Tensor) {
-        /// Query rows and chunk slots per score block: 256 × 1024 f32 is 1 MiB, which stays
-        /// in a core's L2 between the matmul that writes it and the scan that reads it.
-        const QUERY_BLOCK: i64 = 256;
-        const SLOT_BLOCK: i64 = 1024;
-        let (b, h, t, _) = queries.size4().expect("queries must be [B, H, T, d]");
-        let n = self.n_chunks;
-        let q = queries.detach().to_kind(Kind::Float).contiguous();
-        let valid: Vec<Vec<bool>> = (0..self.streams())
-            .map(|s| Vec::<bool>::try_from(self.valid.get(s)).expect("valid is a bool vector"))
-            .collect();
-        struct Task<'a> {
-            queries: Tensor,
-            keys: Tensor,
-            eligible: &'a [bool],
-            /// Where the task's `rows × kc` results go in the `[B, H, T, kc]` output.
-            at: usize,
-        }
-        let mut tasks = vec![];
-        for row in 0..b {
-            let s = self.stream_of_row(row as usize) as i64;
-            let eligible = &valid[s as usize];
-            if !eligible.contains(&true) {
-                continue;
-            }
-            for head in 0..h {
-                for t0 in (0..t).step_by(QUERY_BLOCK as usize) {
-                    tasks.push(Task {
-                        queries: q.get(row).get(head).narrow(0, t0, QUERY_BLOCK.min(t - t0)),
-                        keys: self.chunk_keys.get(s).get(head), // [N, d], contiguous
-                        eligible,
-                        at: (((row * h + head) * t + t0) * kc) as usize,
-                    });
-                }
-            }
-        }
-        let torch_threads = tch::get_num_threads();
-        let found: Vec<(usize, longmem_kernels::RunningTopK)> = search_pool().install(|| {
-            tasks
-                .into_par_iter()
-                .map(|task| {
-                    // This worker's torch calls run inline (OpenMP and MKL thread counts are
-                    // per thread); gradients never flow through the search.
-                    tch::set_num_threads(1);
-                    let _guard = tch::no_grad_guard();
-                    let tq = task.queries.size()[0];
-                    let buffer = Tensor::empty([tq * SLOT_BLOCK.min(n)], (Kind::Float, Device::Cpu));
-                    let mut top = longmem_kernels::RunningTopK::new(tq as usize, kc as usize);
-                    for n0 in (0..n).step_by(SLOT_BLOCK as usize) {
-                        let nk = SLOT_BLOCK.min(n - n0);
-                        if !task.eligible[n0 as usize..(n0 + nk) as usize].contains(&true) {
-                            continue;
-                        }
-                        let out = buffer.narrow(0, 0, tq * nk).view([tq, nk]);
-                        let _ = task.queries.mm_out(&out, &task.keys.narrow(0, n0, nk).tr());
-                        // SAFETY: `out` is a contiguous f32 CPU tensor of tq·nk elements that
-                        // outlives the slice, and only this task touches it.
-                        let block =
-                            unsafe { std::slice::from_raw_parts(out.data_ptr() as *const f32, (tq * nk) as usize) };
-                        top.update(block, nk as usize, 0, n0 as usize, task.eligible);
-                    }
-                    (task.at, top)
-                })
-                .collect()
-        });
-        // `set_num_threads` also sets torch's process-wide default: restore it.
-        tch::set_num_threads(torch_threads);
-        let mut slots = vec![0i64; (b * h * t * kc) as usize];
-        let mut scores = vec![f32::NEG_INFINITY; slots.len()];
-        for (at, top) in found {
-            let len = top.scores().len();
-            scores[at..at + len].copy_from_slice(top.scores());
-            for (dst, &id) in slots[at..at + len].iter_mut().zip(top.ids()) {
-                *dst = id.max(0);
-            }
-        }
-        let shape = [b, h, t, kc];
-        (
-            Tensor::from_slice(&slots).view(shape),
-            Tensor::from_slice(&scores).view(shape),
-        )
     }
 
     /// The bank's whole state as named tensors (for checkpoints); counters included.

@@ -4,5 +4,5 @@
 mod bank;
 mod spec;
 
-pub use bank::{BankConfig, BankError, BankSharing, Eviction, MemoryBank, Retrieved};
+pub use bank::{BankConfig, BankError, BankSharing, Eviction, MemoryBank, Policy, Retrieval, Retrieved};
 pub use spec::{MemorySpec, StorageDtype};

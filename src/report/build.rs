@@ -8,82 +8,12 @@ use super::metrics::{
     ICL_ACC_PAPER, LATENCY_US, MFU, NEAR_NLL, PERPLEXITY, POSITIONS_PER_SECOND,
 };
 use super::tables::SummaryRow;
+use super::view::{Reference, View};
 use super::{label, Collected};
 use crate::harness::experiment::Stage;
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Write;
 use std::path::Path;
-
-/// The memory a model trained with: the reference point of the tables.
-#[derive(Debug, Clone)]
-struct Reference {
-    memory_size: String,
-    chunk: String,
-    top_k: String,
-}
-
-struct View<'a> {
-    summary: &'a [SummaryRow],
-    /// Each memory model's trained memory, by label.
-    references: BTreeMap<String, Reference>,
-}
-
-impl View<'_> {
-    /// Rows of `metric` for `label` whose parameters include every `(key, value)` of `at`.
-    fn find(&self, label_: &str, metric: &str, at: &[(&str, &str)]) -> Option<&SummaryRow> {
-        self.summary.iter().find(|r| {
-            r.metric == metric
-                && label(&r.method, &r.params) == label_
-                && at.iter().all(|(k, v)| r.params.get(*k).is_none_or(|have| have == v))
-        })
-    }
-
-    /// At the trained memory (memory models), or the only point (plain).
-    fn at_reference(&self, label_: &str, metric: &str) -> Option<&SummaryRow> {
-        match self.references.get(label_) {
-            Some(r) => self.find(
-                label_,
-                metric,
-                &[
-                    ("memory_size", &r.memory_size),
-                    ("chunk", &r.chunk),
-                    ("top_k", &r.top_k),
-                ],
-            ),
-            None => self.find(label_, metric, &[]),
-        }
-    }
-
-    fn labels(&self) -> Vec<String> {
-        let mut labels: Vec<String> = self
-            .summary
-            .iter()
-            .map(|r| label(&r.method, &r.params))
-            .collect::<BTreeSet<_>>()
-            .into_iter()
-            .collect();
-        // Memory methods first, plain last.
-        labels.sort_by_key(|l| (l.starts_with("plain"), l.clone()));
-        labels
-    }
-
-    /// Distinct values of a parameter, numerically sorted.
-    fn values(&self, key: &str) -> Vec<String> {
-        let mut v: Vec<String> = self
-            .summary
-            .iter()
-            .filter_map(|r| r.params.get(key).cloned())
-            .collect::<BTreeSet<_>>()
-            .into_iter()
-            .collect();
-        v.sort_by(|a, b| {
-            a.parse::<f64>()
-                .unwrap_or(0.0)
-                .total_cmp(&b.parse::<f64>().unwrap_or(0.0))
-        });
-        v
-    }
-}
 
 pub fn report(c: &Collected, summary: &[SummaryRow], out: &Path) -> anyhow::Result<String> {
     let name = c.experiments.first().map_or("experiment".into(), |e| e.name.clone());
@@ -143,6 +73,7 @@ pub fn report(c: &Collected, summary: &[SummaryRow], out: &Path) -> anyhow::Resu
         md += &memory_sections(&view, &labels, out, &prefix)?;
         md += &depth_section(&view, out, &prefix)?;
         md += &far_section(&view, &labels, out, &prefix)?;
+        md += &super::distance::distance_section(&view, &labels, out, &prefix)?;
         md += &icl_section(&view, &labels, out, &prefix)?;
         md += &latency_section(&view, &labels, out, &prefix)?;
     }

@@ -7,6 +7,7 @@
 //! entry here: a `const` and its line in [`ALL`], whose order is the order of each run's
 //! rows in `runs.csv`.
 
+use crate::eval::distance::{pooled, DistanceTotals};
 use crate::eval::icl::IclRow;
 use crate::eval::result::EvalResult;
 
@@ -151,6 +152,78 @@ pub const BUCKET_PERPLEXITY: Metric = Metric {
     }),
 };
 
+/// Keyed by evidence-distance bucket in tokens (`acc_by_distance[4096-16384]`).
+pub const ACC_BY_DISTANCE: Metric = Metric {
+    name: "acc_by_distance",
+    label: "accuracy",
+    description: "top-1 accuracy on answer tokens by distance to their evidence",
+    unit: "accuracy",
+    digits: 3,
+    read: Read::EvalKeyed(|r| by_distance(r, |d| d.accuracy())),
+};
+
+pub const NLL_BY_DISTANCE: Metric = Metric {
+    name: "nll_by_distance",
+    label: "NLL",
+    description: "NLL on answer tokens by distance to their evidence",
+    unit: "nats per token",
+    digits: 3,
+    read: Read::EvalKeyed(|r| by_distance(r, |d| d.mean_nll())),
+};
+
+pub const HIT_BY_DISTANCE: Metric = Metric {
+    name: "hit_by_distance",
+    label: "hit rate (any head)",
+    description: "answers whose evidence chunk some head retrieved, by distance to the evidence",
+    unit: "fraction",
+    digits: 3,
+    read: Read::EvalKeyed(|r| match r.memory {
+        Some(_) => by_distance(r, |d| d.hits_any_head / d.tokens),
+        None => vec![],
+    }),
+};
+
+pub const EVICTED_BY_DISTANCE: Metric = Metric {
+    name: "evicted_by_distance",
+    label: "evicted",
+    description: "answers whose evidence memory no longer held, by distance to the evidence",
+    unit: "fraction",
+    digits: 3,
+    read: Read::EvalKeyed(|r| match r.memory {
+        Some(_) => by_distance(r, |d| d.evicted_share()),
+        None => vec![],
+    }),
+};
+
+/// Top-1 accuracy pooled over the answers 4,096–65,536 tokens from their evidence (the
+/// long-memory findings' range), where the distance buckets fall on those edges.
+pub const ACC_4K_64K: Metric = Metric {
+    name: "acc_4k_64k",
+    label: "accuracy 4k–64k",
+    description: "top-1 accuracy on answers 4,096–65,536 tokens from their evidence",
+    unit: "accuracy",
+    digits: 3,
+    read: Read::Eval(|r| pooled(&r.totals.by_distance, 4096, 65536).map(|(n, correct)| correct / n)),
+};
+
+pub const ANSWERS_BY_DISTANCE: Metric = Metric {
+    name: "answers_by_distance",
+    label: "answers",
+    description: "answer tokens scored, by distance to their evidence",
+    unit: "tokens",
+    digits: 0,
+    read: Read::EvalKeyed(|r| by_distance(r, |d| d.tokens)),
+};
+
+/// One value per distance bucket of an evaluation.
+fn by_distance(r: &EvalResult, value: fn(&DistanceTotals) -> f64) -> Vec<(String, f64)> {
+    r.totals
+        .by_distance
+        .iter()
+        .map(|d| (d.bucket.clone(), value(d)))
+        .collect()
+}
+
 pub const POSITIONS_PER_SECOND: Metric = Metric {
     name: "positions_per_second",
     label: "positions/s",
@@ -222,7 +295,7 @@ pub const ICL_ACC_PAPER: Metric = Metric {
 };
 
 /// Every metric, in the order of each run's rows.
-pub const ALL: [&Metric; 16] = [
+pub const ALL: [&Metric; 22] = [
     &PERPLEXITY,
     &NLL,
     &FAR_NLL,
@@ -232,6 +305,12 @@ pub const ALL: [&Metric; 16] = [
     &HIT_RATE_CHANCE,
     &NEAR_NLL,
     &BUCKET_PERPLEXITY,
+    &ACC_BY_DISTANCE,
+    &NLL_BY_DISTANCE,
+    &HIT_BY_DISTANCE,
+    &EVICTED_BY_DISTANCE,
+    &ANSWERS_BY_DISTANCE,
+    &ACC_4K_64K,
     &POSITIONS_PER_SECOND,
     &MFU,
     &PEAK_RSS_MIB,

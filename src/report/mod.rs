@@ -5,9 +5,11 @@
 //! metrics they give are `metrics.rs`'s registry.
 
 pub mod charts;
+mod distance;
 pub mod markdown;
 pub mod metrics;
 pub mod tables;
+mod view;
 
 use crate::eval::result::{EvalResult, IclResult};
 use crate::harness::experiment::{Experiment, PlannedRun, Stage};
@@ -119,7 +121,13 @@ fn eval_rows(experiment: &Experiment, run: &PlannedRun) -> anyhow::Result<Vec<Me
 }
 
 fn icl_rows(experiment: &Experiment, run: &PlannedRun) -> anyhow::Result<Vec<MetricRow>> {
-    let result = IclResult::read(&run.dir.join(crate::eval::result_file_name("icl", None, false, None)))?;
+    let result = IclResult::read(&run.dir.join(crate::eval::result_file_name(
+        "icl",
+        None,
+        false,
+        None,
+        Default::default(),
+    )))?;
     let mut rows = Vec::new();
     for r in &result.rows {
         let mut params = run.params.clone();
@@ -139,13 +147,19 @@ fn icl_rows(experiment: &Experiment, run: &PlannedRun) -> anyhow::Result<Vec<Met
 /// The file an eval run writes: `eval.json`, or with its memory overrides in the name.
 fn eval_file_name(run: &PlannedRun) -> String {
     let point = run.eval.clone().unwrap_or_default();
-    let overrides = point.memory_size.is_some() || point.chunk.is_some() || point.top_k.is_some();
+    let overrides = point.overrides_memory();
     let memory = run
         .spec
         .with_memory(point.memory_size, point.chunk, point.top_k)
         .map(|s| s.memory)
         .unwrap_or_else(|_| run.spec.memory.clone());
-    crate::eval::result_file_name("eval", None, false, overrides.then_some(&memory))
+    crate::eval::result_file_name(
+        "eval",
+        None,
+        false,
+        overrides.then_some(&memory),
+        point.retrieval.unwrap_or_default(),
+    )
 }
 
 /// A method's name in tables: LongMem with its SideNet depth when that is swept.
