@@ -463,3 +463,25 @@ impl MemoryBank {
         Ok(())
     }
 }
+
+/// A per-stream f32 CPU bank of 2 rows, chunk 2 and top-K 6, with `written` tokens of random
+/// keys and values written to each row: for the tests of the modules that read banks.
+#[cfg(test)]
+pub(crate) fn random_bank(n_head: i64, head_dim: i64, capacity: i64, written: i64) -> MemoryBank {
+    let mut bank = MemoryBank::new(BankConfig {
+        n_head,
+        head_dim,
+        capacity,
+        chunk: 2,
+        top_k: 6,
+        batch: 2,
+        sharing: BankSharing::PerStream,
+        eviction: Eviction::Fifo,
+        kind: Kind::Float,
+        device: Device::Cpu,
+    })
+    .expect("a valid bank");
+    let keys = Tensor::randn([2, n_head, written, head_dim], (Kind::Float, Device::Cpu));
+    bank.write(&keys, &keys.randn_like());
+    bank
+}

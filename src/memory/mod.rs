@@ -2,6 +2,8 @@
 //! queries. It knows no model.
 
 mod bank;
+#[cfg(test)]
+pub(crate) use bank::random_bank;
 mod spec;
 
 pub use bank::{BankConfig, BankError, BankSharing, Eviction, MemoryBank, Policy, Retrieval, Retrieved};

@@ -153,28 +153,12 @@ impl JointAttention<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::memory::{BankConfig, BankSharing, Eviction};
     use crate::models::{Backbone, BackboneConfig};
     use tch::{nn::VarStore, Device};
 
     /// A bank of 2 rows holding 12 chunks of random keys, retrieving 3 chunks of 2 tokens.
     fn filled_bank(n_head: i64, head_dim: i64) -> MemoryBank {
-        let mut bank = MemoryBank::new(BankConfig {
-            n_head,
-            head_dim,
-            capacity: 32,
-            chunk: 2,
-            top_k: 6,
-            batch: 2,
-            sharing: BankSharing::PerStream,
-            eviction: Eviction::Fifo,
-            kind: Kind::Float,
-            device: Device::Cpu,
-        })
-        .unwrap();
-        let keys = Tensor::randn([2, n_head, 24, head_dim], (Kind::Float, Device::Cpu));
-        bank.write(&keys, &keys.randn_like());
-        bank
+        crate::memory::random_bank(n_head, head_dim, 32, 24)
     }
 
     #[test]

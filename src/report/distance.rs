@@ -155,8 +155,8 @@ fn findings(v: &View, labels: &[String], sizes: &[String]) -> String {
         .iter()
         .find(|l| l.as_str() == "plain")
         .and_then(|l| acc(l, None, "exact"));
-    let mut md = format!(
-        "\n### Findings on evidence 4,096–65,536 tokens away\n\nAccuracy pooled over those answers; intervals are 95% over seeds. \"Beats\" means the two intervals do not overlap.\n\n"
+    let mut md = String::from(
+        "\n### Findings on evidence 4,096–65,536 tokens away\n\nAccuracy pooled over those answers; intervals are 95% over seeds. \"Beats\" means the two intervals do not overlap.\n\n",
     );
     let show = |r: &SummaryRow| format!("{:.3} ± {:.3}", r.mean, r.ci95);
     let mut any = false;

@@ -163,25 +163,9 @@ fn distinct(rng: &mut impl Rng, n: usize, k: usize) -> Vec<usize> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::memory::{BankConfig, Eviction};
 
     fn bank(capacity: i64, written: i64) -> MemoryBank {
-        let mut bank = MemoryBank::new(BankConfig {
-            n_head: 2,
-            head_dim: 4,
-            capacity,
-            chunk: 2,
-            top_k: 6,
-            batch: 2,
-            sharing: BankSharing::PerStream,
-            eviction: Eviction::Fifo,
-            kind: Kind::Float,
-            device: Device::Cpu,
-        })
-        .unwrap();
-        let keys = Tensor::randn([2, 2, written, 4], (Kind::Float, Device::Cpu));
-        bank.write(&keys, &keys.randn_like());
-        bank
+        super::super::random_bank(2, 4, capacity, written)
     }
 
     #[test]
