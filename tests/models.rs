@@ -66,6 +66,16 @@ fn bank(chunk: i64) -> MemoryBank {
     .unwrap()
 }
 
+/// MemTRM's token-level bank: chunk 1, 4 retrieved tokens.
+fn token_bank() -> MemoryBank {
+    MemoryBank::new(BankConfig {
+        chunk: 1,
+        top_k: 4,
+        ..bank(1).config().clone()
+    })
+    .unwrap()
+}
+
 fn tokens(seed: u64) -> Tensor {
     common::random_ids(seed, B, T, 50)
 }
@@ -213,12 +223,7 @@ fn memtrm_trains_odd_blocks_and_gates_only() {
 fn memtrm_memory_matters_and_its_keys_are_normalised() {
     for qk_norm in [false, true] {
         let (_vs, model) = memtrm(qk_norm);
-        let mut bank = MemoryBank::new(BankConfig {
-            chunk: 1,
-            top_k: 4,
-            ..bank(1).config().clone()
-        })
-        .unwrap();
+        let mut bank = token_bank();
         let x = tokens(12);
         let empty = tch::no_grad(|| model.forward(&x, &bank, false));
         bank.write(&empty.memory_keys, &empty.memory_values);
@@ -265,12 +270,7 @@ fn half_precision_joint_attention_stays_finite_with_an_empty_bank() {
 fn memtrm_returns_the_chunks_its_memory_layer_queries_retrieve() {
     for qk_norm in [false, true] {
         let (_vs, model) = memtrm(qk_norm);
-        let mut bank = MemoryBank::new(BankConfig {
-            chunk: 1,
-            top_k: 4,
-            ..bank(1).config().clone()
-        })
-        .unwrap();
+        let mut bank = token_bank();
         for s in 0..2 {
             let out = tch::no_grad(|| model.forward(&tokens(20 + s), &bank, false));
             bank.write(&out.memory_keys, &out.memory_values);

@@ -202,9 +202,14 @@ pub fn stream_nll_scored<S: DocumentSource>(
         let token_nll = score_batch(&mut totals, &batch, &out);
         lengths.add(&batch, &token_nll);
         let chunk = learner.bank().map(|b| b.config().chunk);
-        distances.add(&answers_of(&batch, &out, &token_nll, chunk, memory.as_deref()).as_answers());
-        if let (Some(retrieved), Some(chunk), Some(memory)) = (&out.retrieved_chunks, chunk, &memory) {
-            add_retrieval(&mut totals, &batch, retrieved, chunk, memory);
+        // Memory methods: which heads retrieved each target's evidence chunk, `[B, H, T]`.
+        let hits = (out.retrieved_chunks.as_ref())
+            .zip(chunk)
+            .map(|(retrieved, chunk)| evidence_hits(retrieved, &batch.answer_source, chunk));
+        let memory_read = hits.as_ref().zip(chunk).zip(memory.as_deref());
+        distances.add(&answers_of(&batch, &out, &token_nll, memory_read).as_answers());
+        if let (Some(hits), Some(retrieved), Some(memory)) = (&hits, &out.retrieved_chunks, &memory) {
+            add_retrieval(&mut totals, &batch, hits, retrieved.size()[3], memory);
         }
     }
     bar.finish_and_clear();
@@ -249,13 +254,14 @@ fn score_batch(totals: &mut NllTotals, batch: &Batch, out: &StepOutput) -> Tenso
     token_nll
 }
 
-/// Adds a memory method's retrieval hits on far answers, and what random picks would get.
-fn add_retrieval(totals: &mut NllTotals, batch: &Batch, retrieved: &Tensor, chunk: i64, memory: &[(i64, i64)]) {
-    let (hits_any, hits_heads, heads) = retrieval_hits(retrieved, &batch.answer_source, &batch.far_mask, chunk);
+/// Adds a memory method's retrieval hits `[B, H, T]` on far answers, and what a head picking
+/// `retrieved_per_head` chunks at random would get.
+fn add_retrieval(totals: &mut NllTotals, batch: &Batch, hits: &Tensor, retrieved_per_head: i64, memory: &[(i64, i64)]) {
+    let (hits_any, hits_heads, heads) = far_hits(hits, &batch.far_mask);
     totals.far_hits_any_head += hits_any;
     totals.far_hits_head_sum += hits_heads;
     totals.heads = heads;
-    let retrieved_per_head = retrieved.size()[3] as f64;
+    let retrieved_per_head = retrieved_per_head as f64;
     let far_per_row =
         Vec::<f64>::try_from(batch.far_mask.sum_dim_intlist(1, false, Kind::Double)).expect("[B] far counts");
     for (row, (chunks, _)) in memory.iter().enumerate() {
@@ -264,6 +270,10 @@ fn add_retrieval(totals: &mut NllTotals, batch: &Batch, retrieved: &Tensor, chun
         }
     }
 }
+
+/// What a memory method's forward read: the evidence hits `[B, H, T]`, the chunk size, and
+/// each row's (chunks, oldest chunk) in memory.
+type MemoryRead<'a> = ((&'a Tensor, i64), &'a [(i64, i64)]);
 
 /// The answer tokens of a batch, on its device, as [`DistanceTally::add`] takes them.
 struct BatchAnswers {
@@ -288,13 +298,7 @@ impl BatchAnswers {
 
 /// Each answer's distance to its evidence, NLL and correctness, and for memory methods the
 /// heads that retrieved its evidence chunk and whether that chunk had been evicted.
-fn answers_of(
-    batch: &Batch,
-    out: &StepOutput,
-    token_nll: &Tensor,
-    chunk: Option<i64>,
-    memory: Option<&[(i64, i64)]>,
-) -> BatchAnswers {
+fn answers_of(batch: &Batch, out: &StepOutput, token_nll: &Tensor, memory: Option<MemoryRead>) -> BatchAnswers {
     let device = batch.targets.device();
     let (b, t) = batch.targets.size2().expect("targets are [B, T]");
     let starts: Vec<i64> = batch.starts.iter().map(|&s| s as i64).collect();
@@ -308,20 +312,10 @@ fn answers_of(
         .argmax(-1, false)
         .eq_tensor(&batch.targets)
         .to_kind(Kind::Float);
-    let source_chunk = chunk.map(|c| batch.answer_source.divide_scalar_mode(c, "floor"));
-    let heads_hit = out
-        .retrieved_chunks
-        .as_ref()
-        .zip(source_chunk.as_ref())
-        .map(|(retrieved, source)| {
-            retrieved
-                .eq_tensor(&source.unsqueeze(1).unsqueeze(-1))
-                .any_dim(-1, false)
-                .to_kind(Kind::Float)
-                .sum_dim_intlist(1, false, Kind::Float) // [B, T]
-        });
-    let evicted = memory.zip(source_chunk.as_ref()).map(|(memory, source)| {
-        let oldest: Vec<i64> = memory.iter().map(|&(_, oldest)| oldest).collect();
+    let heads_hit = memory.map(|((hits, _), _)| hits.sum_dim_intlist(1, false, Kind::Float)); // [B, T]
+    let evicted = memory.map(|((_, chunk), rows)| {
+        let source = batch.answer_source.divide_scalar_mode(chunk, "floor");
+        let oldest: Vec<i64> = rows.iter().map(|&(_, oldest)| oldest).collect();
         let oldest = Tensor::from_slice(&oldest).to_device(device).view([b, 1]);
         (source.lt_tensor(&oldest).logical_and(&is_answer)).to_kind(Kind::Float)
     });
@@ -376,21 +370,26 @@ impl<'a> LengthTally<'a> {
     }
 }
 
-/// Counts far answers whose source chunk (`answer_source / c`) is among the retrieved
-/// chunks `[B, H, T, K/c]`: by any head, and summed over heads.
-pub fn retrieval_hits(retrieved: &Tensor, answer_source: &Tensor, far_mask: &Tensor, chunk: i64) -> (f64, f64, f64) {
-    let heads = retrieved.size()[1];
+/// 1 where a head's retrieved chunks `[B, H, T, K/c]` include the target's evidence chunk
+/// (`answer_source / c`), `[B, H, T]` f32.
+pub fn evidence_hits(retrieved: &Tensor, answer_source: &Tensor, chunk: i64) -> Tensor {
     let source_chunk = answer_source
         .divide_scalar_mode(chunk, "floor")
         .unsqueeze(1)
         .unsqueeze(-1); // [B, 1, T, 1]
-    let hit = retrieved
+    retrieved
         .eq_tensor(&source_chunk)
         .any_dim(-1, false)
-        .to_kind(Kind::Float); // [B, H, T]
+        .to_kind(Kind::Float)
+}
+
+/// Counts the far answers among evidence `hits` `[B, H, T]`: by any head, and summed over
+/// heads; with the number of heads.
+fn far_hits(hits: &Tensor, far_mask: &Tensor) -> (f64, f64, f64) {
+    let heads = hits.size()[1];
     let far = far_mask.unsqueeze(1);
-    let any = (hit.amax([1], true) * &far).sum(Kind::Double).double_value(&[]);
-    let per_head = (hit * far).sum(Kind::Double).double_value(&[]);
+    let any = (hits.amax([1], true) * &far).sum(Kind::Double).double_value(&[]);
+    let per_head = (hits * far).sum(Kind::Double).double_value(&[]);
     (any, per_head, heads as f64)
 }
 
