@@ -20,6 +20,11 @@ use tch::Device;
 
 /// `method`'s spec over an untrained backbone saved in `dir` (memory methods start from one).
 fn spec(dir: &Path, method: &str, memory_size: i64) -> Spec {
+    spec_with(dir, method, memory_size, "")
+}
+
+/// [`spec`] with `memory` added to its `[memory]` section.
+fn spec_with(dir: &Path, method: &str, memory_size: i64, memory: &str) -> Spec {
     let weights = dir.join("backbone.safetensors");
     if !weights.exists() {
         let backbone = spec_text("pretrain", memory_size, "");
@@ -31,7 +36,8 @@ fn spec(dir: &Path, method: &str, memory_size: i64) -> Spec {
         method,
         memory_size,
         &format!("weights = {:?}", weights.display().to_string()),
-    );
+    )
+    .replace("[memory]\n", &format!("[memory]\n{memory}\n"));
     Spec::parse(&text, &dir.join("spec.toml")).unwrap().spec
 }
 
@@ -161,4 +167,24 @@ fn a_small_memory_evicts_distant_evidence_and_the_oracle_cannot_bring_it_back() 
         "{}",
         between.bucket
     );
+}
+
+#[test]
+fn the_oracle_on_a_shared_bank_is_a_clear_error() {
+    let _rng = common::rng_lock();
+    let dir = tempfile::tempdir().unwrap();
+    let spec = spec_with(dir.path(), "longmem", 1024, "sharing = \"shared\"");
+    let mut model = spec.build_model(Device::Cpu).unwrap();
+    let settings = longmem_bench::eval::run::PerplexitySettings {
+        window: spec.segment_len,
+        documents: Some(1),
+        seed_offset: 1000,
+        length_edges: &[],
+        gates_closed: false,
+        retrieval: Retrieval::Oracle,
+    };
+    let err = longmem_bench::eval::run::perplexity(model.as_mut(), &spec, &settings)
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("memory.sharing = \"per-stream\""), "{err}");
 }

@@ -229,9 +229,8 @@ fn set_oracle(learner: &mut dyn MethodModel, batch: &Batch) {
     };
     let chunk = bank.config().chunk;
     let evidence = batch.answer_source.divide_scalar_mode(chunk, "floor");
-    if let Err(e) = bank.set_policy(Policy::Oracle { evidence }) {
-        panic!("{e}");
-    }
+    bank.set_policy(Policy::Oracle { evidence })
+        .expect("run::perplexity refuses the oracle for a shared bank");
 }
 
 /// Adds a batch's NLLs to `totals`; returns the per-token NLL `[B, T]`.

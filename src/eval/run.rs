@@ -10,7 +10,7 @@ use super::{segments_to_cover, stream_nll_scored, Scoring};
 use crate::config::{self, IclSpec, Spec};
 use crate::data::SegmentStream;
 use crate::device::measure_matmul_peak;
-use crate::memory::Retrieval;
+use crate::memory::{BankSharing, Retrieval};
 use crate::methods::{forward_flops_per_token, MethodModel};
 use crate::profile::StageClock;
 
@@ -40,6 +40,13 @@ pub fn perplexity(
     settings: &PerplexitySettings,
 ) -> anyhow::Result<EvalResult> {
     let device = model.trained_vs().device();
+    let shared = model.bank().is_some_and(|b| b.config().sharing == BankSharing::Shared);
+    if settings.retrieval == Retrieval::Oracle && shared {
+        anyhow::bail!(
+            "the oracle retrieval bound needs a bank per stream: a shared bank's chunks are no one row's; \
+             set memory.sharing = \"per-stream\" or evaluate exact or random retrieval"
+        );
+    }
     let window = settings.window;
     // A corpus is capped to its first `documents` held-out documents, each read once.
     let (source, documents) = config::held_out(spec, settings.seed_offset, spec.batch_size, settings.documents)?;
