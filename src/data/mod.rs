@@ -9,6 +9,6 @@ pub mod recall;
 pub mod stream;
 pub mod tokenized;
 
-pub use needle::{NeedleConfig, NeedleSource};
+pub use needle::{NeedleConfig, NeedleOrder, NeedleSource};
 pub use recall::{RecallConfig, RecallSource};
 pub use stream::{Answer, Batch, Document, DocumentSource, SegmentStream, StreamState};

@@ -6,10 +6,15 @@
 //! A document is a sequence of cells of `key_tokens + value_tokens` tokens over its own
 //! vocabulary (no tokenizer):
 //! - filler: random filler tokens;
-//! - needle: `[v_1 … v_V, k_1 … k_K]`: a value of V random value tokens, then a key of K
-//!   key tokens not used before in this document. Values come first so that a model reading
-//!   the key has them in context: the key's cached key/value can carry them, and a query
-//!   finds its needle by matching key tokens directly;
+//! - needle: `[v_1 … v_V, k_1 … k_K]` (`order = "value_first"`, the default): a value of V
+//!   random value tokens, then a key of K key tokens not used before in this document. The
+//!   key's cached key/value can then carry the values it follows, and a query finds its
+//!   needle by matching key tokens directly. `order = "key_first"` states `[k_1 … k_K,
+//!   v_1 … v_V]`, RULER's "the value for {key} is: {value}", found as an induction head
+//!   finds a copy. Small backbones learn the first far sooner: pretrained 2,000 steps on
+//!   64-token documents (2 layers, width 128, 1-token keys from 256 symbols, 3 values),
+//!   answer NLL in context fell to 2.74 nats value-first and stayed at 4.07 key-first
+//!   (chance: ln 64 = 4.16);
 //! - distractor: a needle that is never asked (with probability `distractor_rate`);
 //! - query: `[k_1 … k_K, v_1 … v_V]` of one earlier unasked needle; `v_1 … v_V` are the
 //!   *answer* tokens, whose evidence is the needle's value tokens.
@@ -60,6 +65,25 @@ pub struct NeedleConfig {
     /// Probability that a cell queries an earlier needle.
     #[serde(default = "defaults::query_rate")]
     pub query_rate: f64,
+    /// Where a needle states its key: after its value (the default) or before it (RULER's
+    /// order). Left out of the JSON (and so of run ids) at the default.
+    #[serde(default, skip_serializing_if = "NeedleOrder::is_default")]
+    pub order: NeedleOrder,
+}
+
+/// The order of a needle's key and value tokens; queries always ask `[key, value]`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum NeedleOrder {
+    #[default]
+    ValueFirst,
+    KeyFirst,
+}
+
+impl NeedleOrder {
+    fn is_default(&self) -> bool {
+        *self == Self::default()
+    }
 }
 
 mod defaults {
@@ -106,6 +130,7 @@ impl NeedleConfig {
             needle_rate: defaults::needle_rate(),
             distractor_rate: 0.0,
             query_rate: defaults::query_rate(),
+            order: NeedleOrder::default(),
         }
     }
 
@@ -220,10 +245,20 @@ impl NeedleConfig {
                     .map(|_| self.value_symbol(rng.random_range(0..self.n_value_symbols)))
                     .collect();
                 let key = self.key_of(key);
+                // Where the value starts, recorded as the needle's position.
+                let value_at = match self.order {
+                    NeedleOrder::KeyFirst => {
+                        tokens.extend_from_slice(&key);
+                        pos + key.len()
+                    }
+                    NeedleOrder::ValueFirst => pos,
+                };
                 tokens.extend_from_slice(&value);
-                tokens.extend_from_slice(&key);
+                if self.order == NeedleOrder::ValueFirst {
+                    tokens.extend_from_slice(&key);
+                }
                 if rng.random::<f64>() >= self.distractor_rate {
-                    open.insert(pos, [key, value].concat());
+                    open.insert(value_at, [key, value].concat());
                 }
             } else if roll < self.needle_rate + self.query_rate && !open.is_empty() {
                 let needle = nearest(&open, pos.saturating_sub(log_uniform(rng, cell, pos)));
@@ -293,46 +328,53 @@ mod tests {
         let query = answer.position / cell * cell;
         let key = &doc.tokens[query..query + k];
         let is_key = |t: u32| t > config.n_filler && t <= config.n_filler + config.n_key_symbols;
+        // Where a needle cell holds its key and its value.
+        let (key_at, value_at) = match config.order {
+            NeedleOrder::KeyFirst => (0, k),
+            NeedleOrder::ValueFirst => (cell - k, 0),
+        };
         let needles: Vec<usize> = (0..query / cell)
             .map(|c| c * cell)
             .filter(|&start| {
                 let cells = &doc.tokens[start..start + cell];
-                // A needle cell ends in its key; a query cell starts with its key.
-                !is_key(cells[0]) && &cells[cell - k..] == key
+                // Value-first, a needle cell does not start with a key, as a query cell does;
+                // key-first, the needle is the one earlier cell with this key (asked once).
+                (config.order == NeedleOrder::KeyFirst || !is_key(cells[0])) && &cells[key_at..key_at + k] == key
             })
             .collect();
         assert_eq!(needles.len(), 1, "exactly one needle holds the key {key:?}");
+        let values = needles[0] + value_at;
         // The needle's values, in order, are the query's.
-        assert_eq!(
-            doc.tokens[needles[0]..needles[0] + cell - k],
-            doc.tokens[query + k..query + cell]
-        );
-        needles[0] + (answer.position - query - k)
+        assert_eq!(doc.tokens[values..values + cell - k], doc.tokens[query + k..query + cell]);
+        values + (answer.position - query - k)
     }
 
     #[test]
     fn documents_are_deterministic_and_evidence_positions_are_right() {
-        let mut config = NeedleConfig::with_doc_tokens(4096);
-        config.distractor_rate = 0.3;
-        let source = NeedleSource {
-            config: config.clone(),
-            seed: 5,
-        };
-        let a = source.document(0, 3);
-        assert_eq!(a, source.document(0, 3));
-        assert_ne!(a.tokens, source.document(1, 3).tokens);
-        assert_ne!(a.tokens, source.document(0, 4).tokens);
-        assert_eq!(a.tokens.len(), 4096);
-        let vocab = source.vocab_size() as u32;
-        assert!(a.tokens.iter().all(|&t| t > 0 && t < vocab));
-        assert!(a.answers.len() > 100, "{} answers", a.answers.len());
-        for answer in &a.answers {
-            assert_eq!(evidence_from_text(&config, &a, answer), answer.source);
-            assert_eq!(a.tokens[answer.source], a.tokens[answer.position]);
+        for order in [NeedleOrder::KeyFirst, NeedleOrder::ValueFirst] {
+            let mut config = NeedleConfig::with_doc_tokens(4096);
+            config.distractor_rate = 0.3;
+            config.order = order;
+            let source = NeedleSource {
+                config: config.clone(),
+                seed: 5,
+            };
+            let a = source.document(0, 3);
+            assert_eq!(a, source.document(0, 3));
+            assert_ne!(a.tokens, source.document(1, 3).tokens);
+            assert_ne!(a.tokens, source.document(0, 4).tokens);
+            assert_eq!(a.tokens.len(), 4096);
+            let vocab = source.vocab_size() as u32;
+            assert!(a.tokens.iter().all(|&t| t > 0 && t < vocab));
+            assert!(a.answers.len() > 100, "{} answers", a.answers.len());
+            for answer in &a.answers {
+                assert_eq!(evidence_from_text(&config, &a, answer), answer.source, "{order:?}");
+                assert_eq!(a.tokens[answer.source], a.tokens[answer.position]);
+            }
+            // Each needle is asked at most once.
+            let sources: HashSet<usize> = a.answers.iter().map(|x| x.source).collect();
+            assert_eq!(sources.len(), a.answers.len());
         }
-        // Each needle is asked at most once.
-        let sources: HashSet<usize> = a.answers.iter().map(|x| x.source).collect();
-        assert_eq!(sources.len(), a.answers.len());
     }
 
     #[test]
