@@ -94,7 +94,7 @@ fn malformed_experiments_are_refused_and_nothing_is_written() {
         (
             "unknown eval key",
             "\"eval.windows\" = [1]",
-            "eval.memory_size, eval.chunk, eval.top_k or eval.retrieval",
+            "eval.memory_size, eval.chunk, eval.top_k, eval.retrieval or eval.window",
         ),
         (
             "unknown retrieval",
@@ -423,5 +423,84 @@ fn retrieval_bounds_and_held_out_data_are_evaluation_settings_that_keep_exact_id
     ] {
         let err = load("bad", "", eval).unwrap_err().to_string();
         assert!(err.contains("bad.toml") && err.contains(wanted), "{eval}: {err}");
+    }
+}
+
+#[test]
+fn the_frozen_backbone_and_long_windows_are_evaluation_points_of_every_sweep() {
+    let dir = tempfile::tempdir().unwrap();
+    let sweep = "preset = [\"longmem\", \"plain\", \"frozen\"]\n\"eval.memory_size\" = [16, 32]\n\"eval.window\" = [16, 32]";
+    let file = write_experiment(dir.path(), sweep);
+    let runs = Experiment::load(&file).unwrap().plan().unwrap();
+    let of = |stage: Stage, method: &str| -> Vec<&longmem_bench::harness::experiment::PlannedRun> {
+        runs.iter()
+            .filter(|r| r.stage == stage && r.spec.method.to_string() == method)
+            .collect()
+    };
+    // The frozen backbone trains nothing: its evaluations wait for the pretraining alone.
+    let pretrain = &of(Stage::Pretrain, "pretrain")[0];
+    assert!(of(Stage::Train, "frozen").is_empty());
+    let frozen = of(Stage::Eval, "frozen");
+    assert!(frozen.iter().all(|r| r.depends_on.as_deref() == Some(pretrain.id.as_str())));
+    // Windows are points of the methods without memory (16 is the trained segment, under
+    // no key), memory sizes of the methods with memory.
+    let windows = |method: &str| -> Vec<Option<String>> {
+        of(Stage::Eval, method).iter().map(|r| r.params.get("window").cloned()).collect()
+    };
+    assert_eq!(windows("plain"), [None, Some("32".into())]);
+    assert_eq!(windows("frozen"), [None, Some("32".into())]);
+    assert_eq!(windows("longmem"), [None, None]);
+    let sizes: Vec<&str> = of(Stage::Eval, "longmem")
+        .iter()
+        .map(|r| r.params["memory_size"].as_str())
+        .collect();
+    assert_eq!(sizes, ["16", "32"]);
+
+    longmem().arg("sweep").arg(&file).assert().success();
+    // The frozen backbone's numbers are the pretrained weights' own: the same evaluation of
+    // a plain spec that loads the pretraining run's weights gives the same totals.
+    let at_trained = frozen.iter().find(|r| !r.params.contains_key("window")).unwrap();
+    let result = |path: PathBuf| longmem_bench::eval::result::EvalResult::read(&path).unwrap();
+    let frozen_result = result(at_trained.dir.join("eval.json"));
+    let mut as_plain = at_trained.spec.clone();
+    as_plain.method = longmem_bench::methods::Method::Plain;
+    let out = tempfile::tempdir().unwrap();
+    let options = longmem_bench::harness::stage::EvalOptions {
+        documents: Some(2),
+        no_icl: true,
+        seed_offset: 1000,
+        ..Default::default()
+    };
+    longmem_bench::harness::stage::evaluate_run(&longmem_bench::harness::stage::EvalRequest {
+        spec: &as_plain,
+        weights_dir: &pretrain.dir,
+        out_dir: out.path(),
+        options: &options,
+        spec_name: &file,
+    })
+    .unwrap();
+    let reference = result(out.path().join("eval.json"));
+    assert_eq!(frozen_result.totals, reference.totals);
+    assert_eq!(frozen_result.method, "frozen");
+    // Plain trained on: other numbers than the backbone it started from.
+    let plain = of(Stage::Eval, "plain");
+    let plain_at_trained = plain.iter().find(|r| !r.params.contains_key("window")).unwrap();
+    assert_ne!(result(plain_at_trained.dir.join("eval.json")).totals, frozen_result.totals);
+    // The long window is its own file, read with a 32-token window.
+    let long = frozen.iter().find(|r| r.params.contains_key("window")).unwrap();
+    assert_eq!(result(long.dir.join("eval-window32.json")).window, 32);
+
+    // The report lists both, the long windows under their own labels.
+    let out = dir.path().join("report");
+    longmem().arg("report").arg(&file).arg("--out").arg(&out).assert().success();
+    let report = std::fs::read_to_string(out.join("REPORT.md")).unwrap();
+    for label in ["| frozen |", "| frozen W=32 |", "| plain W=32 |", "| plain |"] {
+        assert!(report.contains(label), "{label} missing from\n{report}");
+    }
+    // A window the backbone cannot take, or shorter than trained, is refused at planning.
+    for bad in ["8", "0"] {
+        let file = write_experiment(dir.path(), &format!("preset = [\"plain\"]\n\"eval.window\" = [{bad}]"));
+        let err = Experiment::load(&file).and_then(|e| e.plan()).unwrap_err().to_string();
+        assert!(err.contains("eval.window") && err.contains("mini.toml"), "{bad}: {err}");
     }
 }

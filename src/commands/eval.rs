@@ -18,6 +18,7 @@ pub fn run(args: &EvalArgs) -> anyhow::Result<()> {
             chunk: args.chunk,
             top_k: args.top_k,
             retrieval: args.retrieval.filter(|r| *r != crate::memory::Retrieval::Exact),
+            window: None,
         },
         length_buckets: args.length_buckets.clone(),
         data: args

@@ -31,7 +31,8 @@ pub struct RawTrain {
     /// "f32", or "f16": autocast with loss scaling, CUDA only.
     #[serde(default = "defaults::precision")]
     pub precision: Precision,
-    /// Steps between memory-staleness measurements (0: none; memory methods only).
+    /// Steps between memory-staleness measurements (0: none). Memory methods only: methods
+    /// without memory resolve it to 0.
     #[serde(default)]
     pub staleness_every: u64,
     /// Recent segments whose written keys each measurement re-derives.
@@ -89,13 +90,6 @@ impl RawTrain {
                 "f32 on device = \"cpu\" (f16 autocast is CUDA-only)",
             ));
         }
-        if t.staleness_every > 0 && !method.has_memory() {
-            return Err(r.invalid(
-                "train.staleness_every",
-                &t.staleness_every,
-                &format!("0 for method {method}: staleness is measured on a memory (longmem, memtrm)"),
-            ));
-        }
         if t.warmup >= t.steps {
             return Err(r.invalid(
                 "train.warmup",
@@ -118,7 +112,9 @@ impl RawTrain {
             checkpoint_every: t.checkpoint_every,
             seed,
             precision: t.precision,
-            staleness_every: t.staleness_every,
+            // Methods without memory have nothing to measure: 0 in their resolved config (and
+            // run id), so one experiment can set it for every method of a sweep.
+            staleness_every: if method.has_memory() { t.staleness_every } else { 0 },
             staleness_window: t.staleness_window,
         })
     }

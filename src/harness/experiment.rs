@@ -24,7 +24,16 @@ use std::path::{Path, PathBuf};
 use toml::{Table, Value};
 
 /// Sweep keys that set evaluation points rather than training runs.
-const EVAL_SWEEP_KEYS: [&str; 4] = ["eval.memory_size", "eval.chunk", "eval.top_k", "eval.retrieval"];
+const EVAL_SWEEP_KEYS: [&str; 5] = [
+    "eval.memory_size",
+    "eval.chunk",
+    "eval.top_k",
+    "eval.retrieval",
+    "eval.window",
+];
+
+/// The one evaluation point key of methods without memory: their local window.
+const WINDOW_KEY: &str = "eval.window";
 
 /// The `[eval]` settings every evaluation run of an experiment shares.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -75,6 +84,10 @@ pub struct EvalPoint {
     /// of the run id) when unset.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub retrieval: Option<Retrieval>,
+    /// A methods without memory evaluated with this local window instead of its trained
+    /// segment length (the long-window reference). Left out of the JSON when unset.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub window: Option<usize>,
 }
 
 impl EvalPoint {
@@ -258,10 +271,18 @@ impl Experiment {
                 depends_on: upstream,
                 eval: None,
             };
-            let evals = self.eval_runs(&trained)?;
-            let icl = self.icl_run(&trained);
-            runs.push(trained);
-            evals.into_iter().chain(icl).for_each(|run| runs.push(run));
+            let mut evals = self.eval_runs(&trained)?;
+            evals.extend(self.icl_run(&trained));
+            if trained.spec.method.trains() {
+                runs.push(trained);
+            } else {
+                // Evaluated as it is: its evaluations wait for the pretrained backbone only.
+                for run in &mut evals {
+                    run.depends_on.clone_from(&trained.depends_on);
+                    run.weights_dir.clone_from(&run.dir);
+                }
+            }
+            evals.into_iter().for_each(|run| runs.push(run));
         }
         let mut runs = runs.runs;
         runs.sort_by_key(|r| r.stage);
@@ -298,16 +319,20 @@ impl Experiment {
         Ok(table)
     }
 
-    /// The evaluation runs of a train run: one per point of the evaluation grid for a method
-    /// with memory, one for a method without.
+    /// The evaluation runs of a train run: one per point of the evaluation grid, whose
+    /// `eval.window` values apply to methods without memory and its other keys (the memory's
+    /// shape, the retrieval) to methods with memory. The window of a memory method, and the
+    /// window of a method without memory at its trained length, is its trained segment.
     fn eval_runs(&self, trained: &PlannedRun) -> Result<Vec<PlannedRun>, SpecError> {
         let spec = &trained.spec;
         let has_memory = spec.method.has_memory();
-        let eval_grid = if has_memory {
-            grid(&self.eval_sweep)
-        } else {
-            vec![Vec::new()]
-        };
+        let keys: Vec<(String, Vec<Value>)> = self
+            .eval_sweep
+            .iter()
+            .filter(|(key, _)| (key == WINDOW_KEY) != has_memory)
+            .cloned()
+            .collect();
+        let eval_grid = grid(&keys);
         if self.eval.rows == Some(0) {
             return Err(invalid(&self.file, "eval.rows", &0, "a positive number of batch rows"));
         }
@@ -317,7 +342,25 @@ impl Experiment {
         }
         let mut runs = vec![];
         for eval_values in eval_grid {
-            let point = eval_point(&eval_values);
+            let mut point = eval_point(&eval_values);
+            // The trained window is the trained evaluation, under its own id.
+            point.window = point.window.filter(|&w| w != spec.segment_len);
+            if let Some(window) = point.window {
+                let max = spec.backbone.max_segment_len().unwrap_or(i64::MAX);
+                if window < spec.segment_len || window as i64 > max {
+                    return Err(invalid(
+                        &self.file,
+                        "sweep.\"eval.window\"",
+                        &(window as i64),
+                        &format!(
+                            "a local window from the trained segment_len = {} up to what the backbone's \
+                             positions allow ({}); gpt2 backbones stop at n_positions, newgpt (ALiBi) ones do not",
+                            spec.segment_len,
+                            if max == i64::MAX { "no limit".to_string() } else { max.to_string() }
+                        ),
+                    ));
+                }
+            }
             let resolved = spec
                 .with_memory(point.memory_size, point.chunk, point.top_k)
                 .map_err(|e| invalid(&self.file, "sweep", &describe_point(&eval_values), &e))?;
@@ -331,6 +374,9 @@ impl Experiment {
             }
             if let Some(retrieval) = point.retrieval {
                 eval_params.insert("retrieval".into(), retrieval.to_string());
+            }
+            if let Some(window) = point.window {
+                eval_params.insert("window".into(), window.to_string());
             }
             runs.push(PlannedRun {
                 dir: self.run_dir(Stage::Eval, &eval_id),
@@ -423,15 +469,15 @@ fn split_sweep(
                     file,
                     &at,
                     &"(list)",
-                    "an evaluation point key: eval.memory_size, eval.chunk, eval.top_k or eval.retrieval",
+                    "an evaluation point key: eval.memory_size, eval.chunk, eval.top_k, eval.retrieval or eval.window",
                 ));
             }
             if key == "eval.retrieval" {
                 if let Some(bad) = values.iter().find(|v| retrieval_of(v).is_none()) {
                     return Err(invalid(file, &at, bad, "\"exact\", \"oracle\" or \"random\""));
                 }
-            } else if let Some(bad) = values.iter().find(|v| !v.is_integer()) {
-                return Err(invalid(file, &at, bad, "integers (tokens)"));
+            } else if let Some(bad) = values.iter().find(|v| v.as_integer().is_none_or(|n| n <= 0)) {
+                return Err(invalid(file, &at, bad, "positive integers (tokens)"));
             }
             evals.push((key, values));
         } else if key == "out_dir" || key == "pretrain" {
@@ -494,6 +540,7 @@ fn eval_point(values: &[(String, Value)]) -> EvalPoint {
             .find(|(k, _)| k == "eval.retrieval")
             .and_then(|(_, v)| retrieval_of(v))
             .filter(|r| *r != Retrieval::Exact),
+        window: get(WINDOW_KEY).map(|w| w as usize),
     }
 }
 

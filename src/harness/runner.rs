@@ -249,6 +249,7 @@ fn execute_stage(experiment: &Experiment, run: &PlannedRun) -> anyhow::Result<()
             let options = EvalOptions {
                 documents: experiment.eval.documents,
                 memory: run.eval.clone().unwrap_or_default(),
+                window: run.eval.as_ref().and_then(|point| point.window),
                 length_buckets: experiment.eval.length_buckets.clone(),
                 data: experiment.eval.data.clone(),
                 rows: experiment.eval.rows,

@@ -39,6 +39,12 @@ pub enum TrainResult {
 /// that can fail on bad input (weights, data) happens before anything is written.
 pub fn train_run(request: &TrainRequest) -> anyhow::Result<TrainResult> {
     let TrainRequest { spec, dir, stop_after } = *request;
+    if !spec.method.trains() {
+        bail!(
+            "method {} is the backbone as it is and has nothing to train; evaluate it with `longmem eval`",
+            spec.method
+        );
+    }
     let device = spec.device.resolve()?;
     let config_path = dir.join("config.json");
     if config_path.exists() {
@@ -150,17 +156,20 @@ pub fn evaluate_run(request: &EvalRequest) -> anyhow::Result<EvalOutcome> {
         None => spec.segment_len,
         Some(w) => long_window(spec, w)?,
     };
+    // The build loads `backbone.weights`; a method that trains then takes its run's weights.
     let mut model = spec.build_model(device)?;
-    let file = weights_dir.join(model.weights_file());
-    if !file.is_file() {
-        bail!(
-            "{} does not exist: train the run first (`longmem train {}`)",
-            file.display(),
-            spec_name.display()
-        );
+    if spec.method.trains() {
+        let file = weights_dir.join(model.weights_file());
+        if !file.is_file() {
+            bail!(
+                "{} does not exist: train the run first (`longmem train {}`)",
+                file.display(),
+                spec_name.display()
+            );
+        }
+        weights::load_safetensors(model.trained_vs(), &file, spec.backbone.style)
+            .with_context(|| format!("loading the trained weights of {}", weights_dir.display()))?;
     }
-    weights::load_safetensors(model.trained_vs(), &file, spec.backbone.style)
-        .with_context(|| format!("loading the trained weights of {}", weights_dir.display()))?;
     if o.no_memory && !run::close_memory_gates(model.as_ref()) {
         bail!("--no-memory ablates a memory model; {} has no memory", spec.method);
     }

@@ -33,11 +33,20 @@ pub enum Method {
     Memtrm,
     /// The backbone alone, continually trained on the same data (fair-compute control).
     Plain,
+    /// The backbone as it is, never trained further: what every other method starts from
+    /// (the paper's GPT-2* baseline). It has no training stage; it is only evaluated.
+    Frozen,
 }
 
 impl Method {
     /// Every method, in the order tables list them.
-    pub const ALL: [Method; 4] = [Method::Pretrain, Method::Longmem, Method::Memtrm, Method::Plain];
+    pub const ALL: [Method; 5] = [
+        Method::Pretrain,
+        Method::Longmem,
+        Method::Memtrm,
+        Method::Plain,
+        Method::Frozen,
+    ];
 
     /// The registry: what each method is.
     pub fn def(self) -> &'static dyn MethodDef {
@@ -46,7 +55,13 @@ impl Method {
             Method::Longmem => &longmem::LONGMEM,
             Method::Memtrm => &memtrm::MEMTRM,
             Method::Plain => &plain::PLAIN,
+            Method::Frozen => &plain::FROZEN,
         }
+    }
+
+    /// Whether the method has a training stage (every method but `frozen`).
+    pub fn trains(self) -> bool {
+        self != Method::Frozen
     }
 
     /// Whether the method reads and writes a memory bank.

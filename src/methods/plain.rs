@@ -1,7 +1,8 @@
 //! Backbone-only methods: `pretrain` (the backbone trained from scratch, so the study needs no
-//! downloaded weights) and `plain` (the pretrained backbone continually trained on the same
-//! data, the fair-compute control of the LongMem paper's Table 1). Every backbone weight
-//! trains; there is no memory.
+//! downloaded weights), `plain` (the pretrained backbone continually trained on the same
+//! data, the fair-compute control of the LongMem paper's Table 1) and `frozen` (the
+//! pretrained backbone evaluated as it is, the paper's GPT-2*). There is no memory; in the
+//! two that train, every backbone weight trains.
 
 use super::{backbone_store, BuildError, Method, MethodDef, MethodModel, ModelSpec, StepOutput};
 use crate::data::Batch;
@@ -9,16 +10,19 @@ use crate::models::Backbone;
 use crate::profile::{Stage, StageClock};
 use tch::{nn::VarStore, Device, Tensor};
 
-/// The two backbone-only methods share a definition and differ only in name.
+/// The backbone-only methods share a definition and differ only in name (and `frozen` in
+/// having no training stage, [`Method::trains`]).
 pub struct BackboneOnly(Method);
 
 pub static PRETRAIN: BackboneOnly = BackboneOnly(Method::Pretrain);
 pub static PLAIN: BackboneOnly = BackboneOnly(Method::Plain);
+pub static FROZEN: BackboneOnly = BackboneOnly(Method::Frozen);
 
 impl MethodDef for BackboneOnly {
     fn name(&self) -> &'static str {
         match self.0 {
             Method::Pretrain => "pretrain",
+            Method::Frozen => "frozen",
             _ => "plain",
         }
     }

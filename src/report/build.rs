@@ -92,7 +92,7 @@ fn findings(v: &View, labels: &[String]) -> String {
         return String::new();
     };
     let mut out = String::from("\n## Findings\n\n");
-    for l in labels.iter().filter(|l| *l != "plain") {
+    for l in labels.iter().filter(|l| !super::without_memory(l)) {
         let Some(m) = far(l) else { continue };
         let gap = plain.mean - m.mean;
         let margin = m.ci95 + plain.ci95;

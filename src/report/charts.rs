@@ -283,3 +283,74 @@ pub fn stacked_chart(
         legend(&mut chart)
     })
 }
+
+/// A heat map: one cell per (row, column), coloured from white (`0`) to dark blue (`top`)
+/// with its value written in it; cells without a value stay grey.
+pub struct HeatMap<'a> {
+    pub title: &'a str,
+    pub x_label: &'a str,
+    pub columns: &'a [String],
+    pub rows: &'a [String],
+    /// `values[row][column]`.
+    pub values: &'a [Vec<Option<f64>>],
+    pub top: f64,
+}
+
+/// Draws `map` (see [`HeatMap`]).
+pub fn heat_map(stem: &Path, map: &HeatMap) -> anyhow::Result<PathBuf> {
+    let (nx, ny) = (map.columns.len() as i32, map.rows.len() as i32);
+    let shade = |v: f64| {
+        let t = (v / map.top.max(1e-12)).clamp(0.0, 1.0);
+        let mix = |from: f64, to: f64| (from + (to - from) * t).round() as u8;
+        RGBColor(mix(255.0, 8.0), mix(255.0, 48.0), mix(255.0, 107.0))
+    };
+    draw_both!(stem, |root| {
+        let mut chart = ChartBuilder::on(root)
+            .caption(map.title, ("sans-serif", 22))
+            .margin(12)
+            .x_label_area_size(45)
+            .y_label_area_size(150)
+            .build_cartesian_2d((0..nx).into_segmented(), (0..ny).into_segmented())
+            .map_err(plot)?;
+        let name = |labels: &[String], v: &SegmentValue<i32>| match v {
+            SegmentValue::CenterOf(i) => labels.get(*i as usize).cloned().unwrap_or_default(),
+            _ => String::new(),
+        };
+        chart
+            .configure_mesh()
+            .disable_mesh()
+            .x_desc(map.x_label)
+            .x_labels(map.columns.len())
+            .y_labels(map.rows.len())
+            .x_label_formatter(&|x| name(map.columns, x))
+            .y_label_formatter(&|y| name(map.rows, y))
+            .label_style(("sans-serif", 13))
+            .draw()
+            .map_err(plot)?;
+        for (r, row) in map.values.iter().enumerate() {
+            // The first row is drawn at the top.
+            let y = ny - 1 - r as i32;
+            for (c, value) in row.iter().enumerate() {
+                let x = c as i32;
+                let fill = value.map_or(RGBColor(210, 210, 210), shade);
+                chart
+                    .draw_series(std::iter::once(Rectangle::new(
+                        [(SegmentValue::Exact(x), SegmentValue::Exact(y)), (SegmentValue::Exact(x + 1), SegmentValue::Exact(y + 1))],
+                        fill.filled(),
+                    )))
+                    .map_err(plot)?;
+                if let Some(v) = value {
+                    let ink = if *v > map.top * 0.55 { WHITE } else { BLACK };
+                    chart
+                        .draw_series(std::iter::once(Text::new(
+                            format!("{v:.2}"),
+                            (SegmentValue::CenterOf(x), SegmentValue::CenterOf(y)),
+                            ("sans-serif", 14).into_font().color(&ink),
+                        )))
+                        .map_err(plot)?;
+                }
+            }
+        }
+        Ok(())
+    })
+}

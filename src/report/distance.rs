@@ -3,9 +3,9 @@
 //! the share of evidence memory had already evicted, a chart per memory size, and findings
 //! computed from the numbers and their confidence intervals.
 
-use super::charts::{line_chart, Series};
+use super::charts::{heat_map, line_chart, HeatMap, Series};
 use super::markdown::{cell, table};
-use super::metrics::{Metric, ACC_4K_64K, ACC_BY_DISTANCE, EVICTED_BY_DISTANCE, HIT_BY_DISTANCE};
+use super::metrics::{Metric, ACC_4K_64K, ACC_BY_DISTANCE, EVICTED_BY_DISTANCE, HIT_BY_DISTANCE, STALENESS};
 use super::tables::SummaryRow;
 use super::view::View;
 use crate::eval::distance::bucket_bounds;
@@ -67,7 +67,9 @@ pub(super) fn distance_section(v: &View, labels: &[String], out: &Path, prefix: 
             png.file_name().unwrap_or_default().to_string_lossy()
         );
     }
+    md += &heat_map_of(v, labels, &buckets, &sizes, out, prefix)?;
     md += &findings(v, labels, &sizes);
+    md += &staleness_section(v, labels, out, prefix)?;
     Ok(md)
 }
 
@@ -116,6 +118,55 @@ fn table_of(v: &View, labels: &[String], buckets: &[String], sizes: &[String], m
         return String::new();
     }
     table(&header, &rows)
+}
+
+/// The needle-in-a-haystack heat map: accuracy (exact retrieval) by distance to the evidence
+/// (columns) for each method at each memory size (rows).
+fn heat_map_of(
+    v: &View,
+    labels: &[String],
+    buckets: &[String],
+    sizes: &[String],
+    out: &Path,
+    prefix: &str,
+) -> anyhow::Result<String> {
+    let mut rows = vec![];
+    let mut values = vec![];
+    for label in labels {
+        let at_sizes: Vec<Option<&str>> = match v.references.contains_key(label) {
+            true => sizes.iter().map(|s| Some(s.as_str())).collect(),
+            false => vec![None],
+        };
+        for size in at_sizes {
+            let row: Vec<Option<f64>> = buckets
+                .iter()
+                .map(|b| point(v, label, &ACC_BY_DISTANCE.keyed(b), size, "exact").map(|r| r.mean))
+                .collect();
+            if row.iter().any(Option::is_some) {
+                rows.push(size.map_or(label.clone(), |m| format!("{label}, M = {m}")));
+                values.push(row);
+            }
+        }
+    }
+    if rows.is_empty() {
+        return Ok(String::new());
+    }
+    let top = values.iter().flatten().flatten().fold(0.05f64, |a, &b| a.max(b));
+    let png = heat_map(
+        &out.join(format!("{prefix}accuracy_heat_map")),
+        &HeatMap {
+            title: "accuracy by distance to the evidence and memory size",
+            x_label: "distance to the evidence (tokens)",
+            columns: buckets,
+            rows: &rows,
+            values: &values,
+            top,
+        },
+    )?;
+    Ok(format!(
+        "\nAccuracy (exact retrieval) by distance and memory size, darker is better (scale 0 to {top:.2}):\n\n![accuracy heat map]({})\n",
+        png.file_name().unwrap_or_default().to_string_lossy()
+    ))
 }
 
 /// Accuracy against distance at memory size `size`: each method's exact retrieval, and its
@@ -200,4 +251,77 @@ fn findings(v: &View, labels: &[String], sizes: &[String]) -> String {
     } else {
         String::new()
     }
+}
+
+/// Memory staleness beside the distance curves: for each memory method that measured it
+/// (`train.staleness_every`), the cosine distance between the keys memory holds and those
+/// the current weights give the same tokens, by the keys' age in tokens.
+fn staleness_section(v: &View, labels: &[String], out: &Path, prefix: &str) -> anyhow::Result<String> {
+    let ages_of = |label: &str| -> Vec<(u64, SummaryRow)> {
+        let mut ages: Vec<(u64, SummaryRow)> = v
+            .summary
+            .iter()
+            .filter(|r| super::label(&r.method, &r.params) == label)
+            .filter_map(|r| Some((STALENESS.key_of(&r.metric)?.parse().ok()?, r.clone())))
+            .collect();
+        ages.sort_by_key(|(age, _)| *age);
+        ages
+    };
+    let measured: Vec<(&String, Vec<(u64, SummaryRow)>)> = labels
+        .iter()
+        .map(|l| (l, ages_of(l)))
+        .filter(|(_, ages)| !ages.is_empty())
+        .collect();
+    let Some((_, first)) = measured.first() else {
+        return Ok(String::new());
+    };
+    // Columns: ages of 0, 1, 2, 4, … segments, and the oldest.
+    let all: Vec<u64> = first.iter().map(|(age, _)| *age).collect();
+    let segment = all.get(1).copied().unwrap_or(1).max(1);
+    let mut shown: Vec<u64> = all
+        .iter()
+        .copied()
+        .filter(|age| *age == 0 || (age / segment).is_power_of_two())
+        .collect();
+    if let Some(&oldest) = all.last().filter(|a| !shown.contains(a)) {
+        shown.push(oldest);
+    }
+    let mut header = vec!["method".to_string()];
+    header.extend(shown.iter().map(|age| format!("age {age}")));
+    let rows: Vec<Vec<String>> = measured
+        .iter()
+        .map(|(label, ages)| {
+            let mut row = vec![label.to_string()];
+            row.extend(shown.iter().map(|age| {
+                let found = ages.iter().find(|(a, _)| a == age).map(|(_, r)| r);
+                cell(found, STALENESS.digits)
+            }));
+            row
+        })
+        .collect();
+    let mut md = String::from(
+        "\n## Memory staleness\n\nCosine distance between the keys memory holds and the keys the current weights give the same tokens, by the keys' age in tokens (measured during training, averaged over its measurements). LongMem's writer is the frozen backbone, so its keys never go stale; MemTRM's writer trains, so older keys drift further.\n\n",
+    );
+    md += &table(&header, &rows);
+    let series: Vec<Series> = measured
+        .iter()
+        .map(|(label, ages)| Series {
+            name: label.to_string(),
+            points: ages.iter().map(|(age, r)| (*age as f64, r.mean, r.ci95)).collect(),
+        })
+        .collect();
+    let png = line_chart(
+        &out.join(format!("{prefix}staleness_by_age")),
+        "memory staleness by age of the stored keys",
+        "age of the stored keys (tokens)",
+        STALENESS.unit,
+        &series,
+        false,
+    )?;
+    let _ = writeln!(
+        md,
+        "\n![staleness by age]({})",
+        png.file_name().unwrap_or_default().to_string_lossy()
+    );
+    Ok(md)
 }

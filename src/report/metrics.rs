@@ -10,6 +10,8 @@
 use crate::eval::distance::{pooled, DistanceTotals};
 use crate::eval::icl::IclRow;
 use crate::eval::result::EvalResult;
+use crate::train::records::StalenessRow;
+use std::collections::BTreeMap;
 
 /// How a metric's values are read from a run's result.
 #[derive(Clone, Copy)]
@@ -20,6 +22,9 @@ pub enum Read {
     EvalKeyed(fn(&EvalResult) -> Vec<(String, f64)>),
     /// One value per row of an in-context learning result (a seed at one setting).
     Icl(fn(&IclRow) -> f64),
+    /// One value per key of a training run's staleness measurements (`staleness.csv`) and
+    /// its segment length.
+    Staleness(fn(&[StalenessRow], usize) -> Vec<(String, f64)>),
 }
 
 /// One metric.
@@ -294,8 +299,30 @@ pub const ICL_ACC_PAPER: Metric = Metric {
     read: Read::Icl(|r| r.acc_paper),
 };
 
+/// Keyed by the age of the stored keys in tokens (`staleness[1024]`): the cosine distance
+/// between the keys memory holds and those the weights give the same tokens now, averaged
+/// over every measurement of the training run. Zero for LongMem's frozen writer.
+pub const STALENESS: Metric = Metric {
+    name: "staleness",
+    label: "staleness",
+    description: "cosine distance of stored memory keys from the current weights' keys, by age",
+    unit: "cosine distance",
+    digits: 4,
+    read: Read::Staleness(|rows, segment_len| {
+        let mut by_age: BTreeMap<u64, (f64, f64)> = BTreeMap::new();
+        for r in rows {
+            let sum = by_age.entry(r.age).or_default();
+            *sum = (sum.0 + r.cosine_distance, sum.1 + 1.0);
+        }
+        by_age
+            .into_iter()
+            .map(|(age, (total, n))| ((age * segment_len as u64).to_string(), total / n))
+            .collect()
+    }),
+};
+
 /// Every metric, in the order of each run's rows.
-pub const ALL: [&Metric; 22] = [
+pub const ALL: [&Metric; 23] = [
     &PERPLEXITY,
     &NLL,
     &FAR_NLL,
@@ -318,6 +345,7 @@ pub const ALL: [&Metric; 22] = [
     &ICL_ACC,
     &ICL_ACC_NORM,
     &ICL_ACC_PAPER,
+    &STALENESS,
 ];
 
 /// Every value an evaluation measured, by metric name, in [`ALL`]'s order.
@@ -327,10 +355,21 @@ pub fn eval_values(result: &EvalResult) -> Vec<(String, f64)> {
         match metric.read {
             Read::Eval(read) => values.extend(read(result).map(|v| (metric.name.to_string(), v))),
             Read::EvalKeyed(read) => values.extend(read(result).into_iter().map(|(k, v)| (metric.keyed(&k), v))),
-            Read::Icl(_) => {}
+            Read::Icl(_) | Read::Staleness(_) => {}
         }
     }
     values
+}
+
+/// Every value of a training run's staleness measurements, by metric name.
+pub fn staleness_values(rows: &[StalenessRow], segment_len: usize) -> Vec<(String, f64)> {
+    ALL.iter()
+        .filter_map(|metric| match metric.read {
+            Read::Staleness(read) => Some(read(rows, segment_len).into_iter().map(|(k, v)| (metric.keyed(&k), v))),
+            _ => None,
+        })
+        .flatten()
+        .collect()
 }
 
 /// Every value of one in-context learning row, by metric name, in [`ALL`]'s order.
@@ -357,7 +396,7 @@ mod tests {
         let mut names: Vec<String> = ALL
             .iter()
             .map(|m| match m.read {
-                Read::EvalKeyed(_) => m.keyed("…"),
+                Read::EvalKeyed(_) | Read::Staleness(_) => m.keyed("…"),
                 _ => m.name.to_string(),
             })
             .collect();
@@ -410,6 +449,23 @@ mod tests {
         assert_eq!(LATENCY_US.key_of("latency_us[sidenet]"), Some("sidenet"));
         assert_eq!(LATENCY_US.key_of("latency_us"), None);
         assert_eq!(LATENCY_US.keyed_label("retrieval"), "retrieval µs");
+    }
+
+    #[test]
+    fn staleness_is_averaged_over_measurements_by_age_in_tokens() {
+        let row = |step, age, cosine_distance| StalenessRow {
+            step,
+            age,
+            cosine_distance,
+        };
+        let rows = [row(10, 0, 0.0), row(10, 1, 0.2), row(20, 0, 0.1), row(20, 1, 0.4)];
+        let values = staleness_values(&rows, 64);
+        assert_eq!(values.len(), 2);
+        assert_eq!(values[0].0, "staleness[0]");
+        assert!((values[0].1 - 0.05).abs() < 1e-12);
+        assert_eq!(values[1].0, "staleness[64]");
+        assert!((values[1].1 - 0.3).abs() < 1e-12);
+        assert!(staleness_values(&[], 64).is_empty());
     }
 
     #[test]

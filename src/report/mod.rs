@@ -71,7 +71,8 @@ pub fn collect(files: &[std::path::PathBuf]) -> anyhow::Result<Collected> {
             match run.stage {
                 Stage::Eval => rows.extend(eval_rows(&experiment, run)?),
                 Stage::Icl => rows.extend(icl_rows(&experiment, run)?),
-                Stage::Pretrain | Stage::Train => {}
+                Stage::Train => rows.extend(staleness_rows(&experiment, run)?),
+                Stage::Pretrain => {}
             }
         }
         experiments.push(experiment);
@@ -120,6 +121,22 @@ fn eval_rows(experiment: &Experiment, run: &PlannedRun) -> anyhow::Result<Vec<Me
         .collect())
 }
 
+/// A training run's memory staleness, when it measured it (`staleness.csv`).
+fn staleness_rows(experiment: &Experiment, run: &PlannedRun) -> anyhow::Result<Vec<MetricRow>> {
+    let path = run.dir.join("staleness.csv");
+    if !path.is_file() {
+        return Ok(Vec::new());
+    }
+    let measured: Vec<crate::train::records::StalenessRow> = csv::Reader::from_path(&path)
+        .and_then(|mut reader| reader.deserialize().collect())
+        .with_context(|| format!("reading {}", path.display()))?;
+    let make = row(experiment, run, 0, &run.params);
+    Ok(metrics::staleness_values(&measured, run.spec.segment_len)
+        .into_iter()
+        .map(|(metric, value)| make(&metric, value))
+        .collect())
+}
+
 fn icl_rows(experiment: &Experiment, run: &PlannedRun) -> anyhow::Result<Vec<MetricRow>> {
     let result = IclResult::read(&run.dir.join(crate::eval::result_file_name(
         "icl",
@@ -155,7 +172,7 @@ fn eval_file_name(run: &PlannedRun) -> String {
         .unwrap_or_else(|_| run.spec.memory.clone());
     crate::eval::result_file_name(
         "eval",
-        None,
+        point.window,
         false,
         overrides.then_some(&memory),
         point.retrieval.unwrap_or_default(),
@@ -164,10 +181,16 @@ fn eval_file_name(run: &PlannedRun) -> String {
 
 /// A method's name in tables: LongMem with its SideNet depth when that is swept.
 pub fn label(method: &str, params: &BTreeMap<String, String>) -> String {
-    match params.get("sidenet.layers") {
-        Some(layers) if method == "longmem" => format!("longmem S={layers}"),
+    match (params.get("sidenet.layers"), params.get("window")) {
+        (Some(layers), _) if method == "longmem" => format!("longmem S={layers}"),
+        (_, Some(window)) => format!("{method} W={window}"),
         _ => method.to_string(),
     }
+}
+
+/// Whether a label names a method without memory (plain, frozen, their long windows).
+pub fn without_memory(label: &str) -> bool {
+    label.starts_with("plain") || label.starts_with("frozen")
 }
 
 /// Writes tables, charts and REPORT.md for `files` into `out`; returns REPORT.md's path.

@@ -54,8 +54,8 @@ impl View<'_> {
             .collect::<BTreeSet<_>>()
             .into_iter()
             .collect();
-        // Memory methods first, plain last.
-        labels.sort_by_key(|l| (l.starts_with("plain"), l.clone()));
+        // Memory methods first, then plain, frozen and their long windows.
+        labels.sort_by_key(|l| (super::without_memory(l), !l.starts_with("plain"), l.clone()));
         labels
     }
 
