@@ -211,8 +211,8 @@ pub struct EvalArgs {
     /// random); writes eval-oracle.json or eval-random.json.
     #[arg(long, value_enum)]
     pub retrieval: Option<crate::memory::Retrieval>,
-    /// Held-out documents of this many tokens from the built-in generators (recall, needle;
-    /// default: the spec's `data.doc_tokens`), e.g. longer than those trained on.
+    /// Held-out documents of this many tokens from the built-in generators (recall, needle,
+    /// variables; default: the spec's `data.doc_tokens`), e.g. longer than those trained on.
     #[arg(long)]
     pub doc_tokens: Option<usize>,
     /// Batch rows (streams) to evaluate with (default: the spec's `train.batch_size`).

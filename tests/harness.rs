@@ -455,6 +455,21 @@ fn the_frozen_backbone_and_long_windows_are_evaluation_points_of_every_sweep() {
         .map(|r| r.params["memory_size"].as_str())
         .collect();
     assert_eq!(sizes, ["16", "32"]);
+    // Shards (and so Slurm array tasks) share out every run but the pretraining, the frozen
+    // backbone's evaluations included, each exactly once.
+    let mut owned: Vec<&str> = ["0/2", "1/2"]
+        .iter()
+        .flat_map(|s| longmem_bench::harness::runner::shard_runs(&runs, Some(s.parse().unwrap())))
+        .map(|r| r.id.as_str())
+        .collect();
+    owned.sort();
+    let mut expected: Vec<&str> = runs
+        .iter()
+        .filter(|r| r.stage != Stage::Pretrain)
+        .map(|r| r.id.as_str())
+        .collect();
+    expected.sort();
+    assert_eq!(owned, expected);
 
     longmem().arg("sweep").arg(&file).assert().success();
     // The frozen backbone's numbers are the pretrained weights' own: the same evaluation of
@@ -497,10 +512,87 @@ fn the_frozen_backbone_and_long_windows_are_evaluation_points_of_every_sweep() {
     for label in ["| frozen |", "| frozen W=32 |", "| plain W=32 |", "| plain |"] {
         assert!(report.contains(label), "{label} missing from\n{report}");
     }
-    // A window the backbone cannot take, or shorter than trained, is refused at planning.
-    for bad in ["8", "0"] {
+    // A window shorter than trained, or longer than a gpt2 backbone's positions, is refused
+    // at planning.
+    let gpt2 = "style = \"gpt2\"\nn_positions = 16";
+    for (bad, style) in [("8", "style = \"newgpt\""), ("0", "style = \"newgpt\""), ("32", gpt2)] {
         let file = write_experiment(dir.path(), &format!("preset = [\"plain\"]\n\"eval.window\" = [{bad}]"));
+        let text = std::fs::read_to_string(&file).unwrap();
+        std::fs::write(&file, text.replace("style = \"newgpt\"", style)).unwrap();
         let err = Experiment::load(&file).and_then(|e| e.plan()).unwrap_err().to_string();
         assert!(err.contains("eval.window") && err.contains("mini.toml"), "{bad}: {err}");
     }
+}
+
+#[test]
+fn reports_show_memory_staleness_by_age_and_the_accuracy_heat_map() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = write_experiment(dir.path(), "preset = [\"longmem\", \"memtrm\", \"plain\"]");
+    // Set for every method of the sweep: plain resolves it to 0 and measures nothing.
+    let text = std::fs::read_to_string(&file)
+        .unwrap()
+        .replace("checkpoint_every = 5", "checkpoint_every = 5\nstaleness_every = 10\nstaleness_window = 3");
+    std::fs::write(&file, text).unwrap();
+    let runs = Experiment::load(&file).unwrap().plan().unwrap();
+    for run in runs.iter().filter(|r| r.stage == Stage::Train) {
+        let expected = if run.spec.method.has_memory() { 10 } else { 0 };
+        assert_eq!(run.spec.train.staleness_every, expected, "{}", run.spec.method);
+    }
+    longmem().arg("sweep").arg(&file).assert().success();
+    let out = dir.path().join("report");
+    longmem().arg("report").arg(&file).arg("--out").arg(&out).assert().success();
+    // summary.csv: `staleness[<age in tokens>]` per memory method, ages 0, 16 and 32 (three
+    // 16-token segments); LongMem's frozen writer exactly 0, MemTRM's trained one above.
+    let summary = std::fs::read_to_string(out.join("summary.csv")).unwrap();
+    let header: Vec<&str> = summary.lines().next().unwrap().split(',').collect();
+    let column = |name: &str| header.iter().position(|h| *h == name).unwrap();
+    let (method, metric, mean) = (column("method"), column("metric"), column("mean"));
+    let staleness = |who: &str, age: u32| -> Option<f64> {
+        summary.lines().skip(1).find_map(|line| {
+            let cells: Vec<&str> = line.split(',').collect();
+            (cells[method] == who && cells[metric] == format!("staleness[{age}]")).then(|| cells[mean].parse().unwrap())
+        })
+    };
+    for age in [0, 16, 32] {
+        assert!(staleness("longmem", age).unwrap().abs() < 1e-6, "age {age}");
+        assert!(staleness("memtrm", age).unwrap() > 0.0, "age {age}");
+        assert_eq!(staleness("plain", age), None);
+    }
+    assert!(staleness("memtrm", 32).unwrap() > staleness("memtrm", 0).unwrap());
+    let report = std::fs::read_to_string(out.join("REPORT.md")).unwrap();
+    assert!(report.contains("## Memory staleness") && report.contains("| age 0 | age 16 | age 32 |"), "{report}");
+    for chart in ["staleness_by_age.png", "accuracy_heat_map.png", "accuracy_heat_map.svg"] {
+        assert!(std::fs::metadata(out.join(chart)).unwrap().len() > 1000, "{chart}");
+    }
+}
+
+#[test]
+fn the_variable_tracking_corpus_trains_and_evaluates_with_answers_by_distance() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = write_experiment(dir.path(), "preset = [\"longmem\", \"memtrm\"]");
+    let text = std::fs::read_to_string(&file).unwrap().replace(
+        "kind = \"recall\"\ndoc_tokens = 64",
+        "kind = \"variables\"\ndoc_tokens = 1024\nhops = 2\nn_var_symbols = 256",
+    );
+    std::fs::write(&file, &text).unwrap();
+    longmem().arg("sweep").arg(&file).assert().success();
+    let runs = Experiment::load(&file).unwrap().plan().unwrap();
+    for run in runs.iter().filter(|r| r.stage == Stage::Eval) {
+        let path = std::fs::read_dir(&run.dir)
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .find(|p| p.file_name().unwrap().to_string_lossy().starts_with("eval"))
+            .unwrap();
+        let result = longmem_bench::eval::result::EvalResult::read(&path).unwrap();
+        let answers: f64 = result.totals.by_distance.iter().map(|b| b.tokens).sum();
+        assert!(answers > 10.0 && result.totals.far_tokens > 0.0, "{}: {answers} answers", run.id);
+    }
+    // Its settings are checked like every generator's, naming the key.
+    std::fs::write(&file, text.replace("n_var_symbols = 256", "n_var_symbols = 2")).unwrap();
+    longmem()
+        .arg("sweep")
+        .arg(&file)
+        .assert()
+        .failure()
+        .stderr(predicates::str::contains("data.n_var_symbols"));
 }

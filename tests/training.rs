@@ -110,6 +110,7 @@ fn a_resumed_run_ends_exactly_like_an_uninterrupted_one() {
             Method::Pretrain | Method::Plain => "backbone.safetensors",
             Method::Longmem => "sidenet.safetensors",
             Method::Memtrm => "memtrm.safetensors",
+            Method::Frozen => unreachable!("frozen has no training stage"),
         };
         let (wa, wb) = (
             tensors(&a.path().join("out").join(file)),

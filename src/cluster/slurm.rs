@@ -1,19 +1,21 @@
 //! Slurm job arrays: one array task per shard of the sweep. A task
 //! is `longmem sweep <experiment> --shard $SLURM_ARRAY_TASK_ID/<tasks>`: it runs its
-//! training runs and their evaluations, and the shared stages they need under the runs'
+//! training runs and their evaluations (an evaluation that waits for no training run, the
+//! frozen backbone's, is a unit of its own), and the shared stages they need under the runs'
 //! locks (so tasks wait for their inputs instead of separate dependent arrays). Tasks are
 //! requeue-safe: finished runs are skipped and unfinished ones resume from their checkpoints;
 //! `--signal=B:USR1@<s>` makes a task checkpoint and requeue itself before its time limit.
 
 use crate::config::SlurmSettings;
 use crate::fsutil::write_atomic;
-use crate::harness::experiment::{Experiment, PlannedRun, Stage};
+use crate::harness::experiment::{Experiment, PlannedRun};
 use anyhow::Context;
 use std::path::{Path, PathBuf};
 
-/// Array tasks for `runs` at `per_task` training runs each.
+/// Array tasks for `runs` at `per_task` units of work (training runs with their
+/// evaluations) each.
 pub fn task_count(runs: &[PlannedRun], per_task: usize) -> usize {
-    let units = runs.iter().filter(|r| r.stage == Stage::Train).count();
+    let units = crate::harness::runner::unit_count(runs);
     units.div_ceil(per_task.max(1)).max(1)
 }
 

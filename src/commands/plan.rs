@@ -132,7 +132,7 @@ impl<'a> HeldOutTokens<'a> {
         };
         if matches!(
             spec.data,
-            DataSpec::Recall(_) | DataSpec::Needle(_) | DataSpec::Demos(_)
+            DataSpec::Recall(_) | DataSpec::Needle(_) | DataSpec::Variables(_) | DataSpec::Demos(_)
         ) {
             // Generated: cheap, and the documents depend on the seed and the rows.
             return count().ok();

@@ -5,7 +5,7 @@
 use super::resolver::{Resolver, SpecError};
 use crate::data::classify::DemoCorpusConfig;
 use crate::data::loaders::LengthFilter;
-use crate::data::{NeedleConfig, RecallConfig};
+use crate::data::{NeedleConfig, RecallConfig, VariablesConfig};
 use crate::fsutil::resolve_path;
 use crate::tokenizer::{Tokenizer, TokenizerKind};
 use serde::{Deserialize, Serialize};
@@ -37,6 +37,7 @@ mod defaults {
 pub enum RawDataSpec {
     Recall(RecallConfig),
     Needle(NeedleConfig),
+    Variables(VariablesConfig),
     Demos(DemoCorpusConfig),
     TextDir {
         path: PathBuf,
@@ -84,6 +85,8 @@ pub enum DataSpec {
     Recall(RecallConfig),
     /// The built-in multi-key needle-in-a-haystack corpus (its own vocabulary, no tokenizer).
     Needle(NeedleConfig),
+    /// The built-in variable-tracking corpus (its own vocabulary, no tokenizer).
+    Variables(VariablesConfig),
     /// The built-in classification tasks' demonstrations, one task per document, in their
     /// own word vocabulary (for in-context learning).
     Demos(DemoCorpusConfig),
@@ -143,14 +146,16 @@ impl DataSpec {
         match self {
             DataSpec::Recall(r) => r.vocab_size(),
             DataSpec::Needle(n) => n.vocab_size(),
+            DataSpec::Variables(v) => v.vocab_size(),
             _ => self.tokenizer().expect("text data has a tokenizer").vocab_size() as i64,
         }
     }
 
-    /// The tokenizer of text data; `None` for the recall and needle corpora (token ids, no text).
+    /// The tokenizer of text data; `None` for the recall, needle and variables corpora
+    /// (token ids, no text).
     pub fn tokenizer(&self) -> Option<Box<dyn Tokenizer>> {
         match self {
-            DataSpec::Recall(_) | DataSpec::Needle(_) => None,
+            DataSpec::Recall(_) | DataSpec::Needle(_) | DataSpec::Variables(_) => None,
             DataSpec::Demos(d) => Some(Box::new(d.vocab())),
             DataSpec::TextDir { corpus, .. } | DataSpec::Jsonl { corpus, .. } | DataSpec::Cargo { corpus, .. } => {
                 Some(corpus.tokenizer.build())
@@ -161,7 +166,7 @@ impl DataSpec {
     /// The length limits of a corpus's documents; `None` for the generators.
     pub fn length_filter(&self) -> Option<LengthFilter> {
         match *self {
-            DataSpec::Recall(_) | DataSpec::Needle(_) | DataSpec::Demos(_) => None,
+            DataSpec::Recall(_) | DataSpec::Needle(_) | DataSpec::Variables(_) | DataSpec::Demos(_) => None,
             DataSpec::TextDir {
                 min_bytes, max_bytes, ..
             }
@@ -193,6 +198,11 @@ pub(super) fn resolve_data(data: RawDataSpec, r: &Resolver) -> Result<DataSpec, 
                 .map_err(|e| invalid(&format!("data.{}", e.key), &e.value, &e.allowed))?;
             DataSpec::Needle(n)
         }
+        RawDataSpec::Variables(v) => {
+            v.validate()
+                .map_err(|e| invalid(&format!("data.{}", e.key), &e.value, &e.allowed))?;
+            DataSpec::Variables(v)
+        }
         RawDataSpec::Demos(d) => {
             d.validate()
                 .map_err(|e| invalid(&format!("data.{}", e.key), &e.value, &e.allowed))?;
@@ -205,7 +215,7 @@ pub(super) fn resolve_data(data: RawDataSpec, r: &Resolver) -> Result<DataSpec, 
 /// [`resolve_data`] for the corpus kinds: their shared settings checked, their file found.
 fn resolve_corpus(data: RawDataSpec, base: &Path, check_paths: bool, invalid: Invalid) -> Result<DataSpec, SpecError> {
     Ok(match data {
-        RawDataSpec::Recall(_) | RawDataSpec::Needle(_) | RawDataSpec::Demos(_) => {
+        RawDataSpec::Recall(_) | RawDataSpec::Needle(_) | RawDataSpec::Variables(_) | RawDataSpec::Demos(_) => {
             unreachable!("generators are no corpus")
         }
         RawDataSpec::TextDir {

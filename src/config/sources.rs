@@ -5,7 +5,7 @@ use crate::data::cargo_corpus::{cargo_home, cargo_sources};
 use crate::data::classify::DemoSource;
 use crate::data::loaders::{jsonl, text_dir, TextDocument};
 use crate::data::tokenized::{default_cache_dir, tokenize_cached, CorpusSource};
-use crate::data::{Document, DocumentSource, NeedleSource, RecallSource, SegmentStream};
+use crate::data::{Document, DocumentSource, NeedleSource, RecallSource, SegmentStream, VariablesSource};
 use std::sync::Arc;
 use tch::Device;
 
@@ -14,6 +14,7 @@ use tch::Device;
 pub enum AnySource {
     Recall(RecallSource),
     Needle(NeedleSource),
+    Variables(VariablesSource),
     Demos(DemoSource),
     Corpus(CorpusSource),
 }
@@ -23,6 +24,7 @@ impl DocumentSource for AnySource {
         match self {
             AnySource::Recall(s) => s.document(row, index),
             AnySource::Needle(s) => s.document(row, index),
+            AnySource::Variables(s) => s.document(row, index),
             AnySource::Demos(s) => s.document(row, index),
             AnySource::Corpus(s) => s.document(row, index),
         }
@@ -31,6 +33,7 @@ impl DocumentSource for AnySource {
         match self {
             AnySource::Recall(s) => s.vocab_size(),
             AnySource::Needle(s) => s.vocab_size(),
+            AnySource::Variables(s) => s.vocab_size(),
             AnySource::Demos(s) => s.vocab_size(),
             AnySource::Corpus(s) => s.vocab_size(),
         }
@@ -39,6 +42,7 @@ impl DocumentSource for AnySource {
         match self {
             AnySource::Recall(s) => s.exists(row, index),
             AnySource::Needle(s) => s.exists(row, index),
+            AnySource::Variables(s) => s.exists(row, index),
             AnySource::Demos(s) => s.exists(row, index),
             AnySource::Corpus(s) => s.exists(row, index),
         }
@@ -72,6 +76,12 @@ pub fn source(spec: &Spec, split: Split, rows: usize) -> anyhow::Result<AnySourc
         }
         DataSpec::Needle(config) => {
             return Ok(AnySource::Needle(NeedleSource {
+                config: config.clone(),
+                seed,
+            }));
+        }
+        DataSpec::Variables(config) => {
+            return Ok(AnySource::Variables(VariablesSource {
                 config: config.clone(),
                 seed,
             }));
@@ -154,7 +164,9 @@ pub fn held_out(
     };
     let per_row = match source {
         AnySource::Corpus(_) => first_missing(&source, rows),
-        AnySource::Recall(_) | AnySource::Needle(_) | AnySource::Demos(_) => documents.unwrap_or(8),
+        AnySource::Recall(_) | AnySource::Needle(_) | AnySource::Variables(_) | AnySource::Demos(_) => {
+            documents.unwrap_or(8)
+        }
     };
     Ok((source, per_row))
 }

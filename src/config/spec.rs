@@ -129,7 +129,7 @@ impl Spec {
 
     /// The same spec with its generator's `[data]` settings changed by `changes` (e.g.
     /// `doc_tokens`, `needle_rate`): held-out documents other than those trained on, such as
-    /// longer ones. Only the built-in recall and needle generators take changes; errors name
+    /// longer ones. Only the built-in recall, needle and variables generators take changes; errors name
     /// the key.
     pub fn with_data_changes(&self, changes: &toml::Table) -> Result<Spec, String> {
         fn changed<T: Serialize + serde::de::DeserializeOwned>(config: &T, changes: &toml::Table) -> Result<T, String> {
@@ -150,13 +150,25 @@ impl Spec {
                 *n = changed(n, changes)?;
                 n.validate().map_err(|e| e.to_string())?;
             }
+            DataSpec::Variables(v) => {
+                *v = changed(v, changes)?;
+                v.validate().map_err(|e| e.to_string())?;
+            }
             _ => {
                 return Err(
-                    "only the recall and needle generators take held-out data changes; a corpus's held-out \
+                    "only the recall, needle and variables generators take held-out data changes; a corpus's held-out \
                      documents are its own"
                         .into(),
                 )
             }
+        }
+        // The model reads token ids: held-out documents must number their tokens as trained.
+        let (trained, held_out) = (self.data.vocab_size(), spec.data.vocab_size());
+        if held_out != trained {
+            return Err(format!(
+                "these changes give a vocabulary of {held_out} tokens, not the {trained} the model was trained \
+                 on; change only lengths and rates (doc_tokens, *_rate), or train with the larger symbol space"
+            ));
         }
         Ok(spec)
     }

@@ -70,7 +70,13 @@ impl RawTrain {
         device: DeviceSpec,
         r: &Resolver,
     ) -> Result<TrainConfig, SpecError> {
-        let t = self;
+        // The frozen backbone trains nothing: only its rows, window, precision and seed
+        // matter, so `[train]`'s other settings leave its run id alone.
+        let frozen = RawTrain {
+            precision: self.precision,
+            ..RawTrain::new(1, self.batch_size, self.segment_len)
+        };
+        let t = if method.trains() { self } else { &frozen };
         if t.steps == 0 {
             return Err(r.invalid("train.steps", &t.steps, "at least 1"));
         }
@@ -115,7 +121,11 @@ impl RawTrain {
             // Methods without memory have nothing to measure: 0 in their resolved config (and
             // run id), so one experiment can set it for every method of a sweep.
             staleness_every: if method.has_memory() { t.staleness_every } else { 0 },
-            staleness_window: t.staleness_window,
+            staleness_window: if method.has_memory() {
+                t.staleness_window
+            } else {
+                defaults::staleness_window()
+            },
         })
     }
 }

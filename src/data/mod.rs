@@ -8,7 +8,9 @@ pub mod needle;
 pub mod recall;
 pub mod stream;
 pub mod tokenized;
+pub mod variables;
 
 pub use needle::{NeedleConfig, NeedleOrder, NeedleSource};
 pub use recall::{RecallConfig, RecallSource};
 pub use stream::{Answer, Batch, Document, DocumentSource, SegmentStream, StreamState};
+pub use variables::{VariablesConfig, VariablesSource};

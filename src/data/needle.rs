@@ -278,7 +278,7 @@ impl NeedleConfig {
 }
 
 /// A distance drawn log-uniformly from `[low, high]` (`low` when `high ≤ low`).
-fn log_uniform(rng: &mut impl Rng, low: usize, high: usize) -> usize {
+pub(super) fn log_uniform(rng: &mut impl Rng, low: usize, high: usize) -> usize {
     if high <= low {
         return low;
     }
@@ -287,7 +287,7 @@ fn log_uniform(rng: &mut impl Rng, low: usize, high: usize) -> usize {
 }
 
 /// The position in `open` (non-empty) nearest to `target`, the earlier one on a tie.
-fn nearest(open: &BTreeMap<usize, Vec<u32>>, target: usize) -> usize {
+pub(super) fn nearest<V>(open: &BTreeMap<usize, V>, target: usize) -> usize {
     let before = open.range(..=target).next_back().map(|(&p, _)| p);
     let after = open.range(target..).next().map(|(&p, _)| p);
     match (before, after) {

@@ -313,7 +313,7 @@ impl Experiment {
                 &self.file,
                 "method",
                 &"pretrain",
-                "longmem, memtrm or plain: the pretraining stage is implicit ([pretrain] sets it)",
+                "longmem, memtrm, plain or frozen: the pretraining stage is implicit ([pretrain] sets it)",
             ));
         }
         Ok(table)

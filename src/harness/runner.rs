@@ -102,28 +102,45 @@ impl std::str::FromStr for Shard {
     }
 }
 
-/// The runs shard `shard` owns: every n-th train run with its evaluations. Pretraining runs
-/// belong to no shard; whoever needs one first runs it, and the others wait for it.
-pub fn shard_runs(runs: &[PlannedRun], shard: Option<Shard>) -> Vec<&PlannedRun> {
-    let Some(shard) = shard else {
-        return runs.iter().collect();
-    };
-    let units: HashMap<&str, usize> = runs
+/// The units of work shards split: each train run with its evaluations, and each evaluation
+/// that waits for no train run (the frozen backbone's) on its own. Pretraining runs belong
+/// to no unit. Returns, for every run that belongs to one, its unit's index.
+fn unit_of_runs(runs: &[PlannedRun]) -> HashMap<&str, usize> {
+    let trained: HashMap<&str, usize> = runs
         .iter()
         .filter(|r| r.stage == Stage::Train)
         .enumerate()
         .map(|(i, r)| (r.id.as_str(), i))
         .collect();
+    let mut units = trained.clone();
+    let mut next = trained.len();
+    for run in runs.iter().filter(|r| matches!(r.stage, Stage::Eval | Stage::Icl)) {
+        let unit = match run.depends_on.as_deref().and_then(|dep| trained.get(dep)) {
+            Some(&unit) => unit,
+            None => {
+                next += 1;
+                next - 1
+            }
+        };
+        units.insert(run.id.as_str(), unit);
+    }
+    units
+}
+
+/// How many units of work [`shard_runs`] splits `runs` into.
+pub fn unit_count(runs: &[PlannedRun]) -> usize {
+    unit_of_runs(runs).values().collect::<std::collections::BTreeSet<_>>().len()
+}
+
+/// The runs shard `shard` owns: every n-th unit of work ([`unit_of_runs`]). Pretraining runs
+/// belong to no shard; whoever needs one first runs it, and the others wait for it.
+pub fn shard_runs(runs: &[PlannedRun], shard: Option<Shard>) -> Vec<&PlannedRun> {
+    let Some(shard) = shard else {
+        return runs.iter().collect();
+    };
+    let units = unit_of_runs(runs);
     runs.iter()
-        .filter(|r| {
-            let unit = match r.stage {
-                Stage::Train => Some(&r.id),
-                Stage::Eval | Stage::Icl => r.depends_on.as_ref(),
-                Stage::Pretrain => None,
-            };
-            unit.and_then(|u| units.get(u.as_str()))
-                .is_some_and(|i| i % shard.count == shard.index)
-        })
+        .filter(|r| units.get(r.id.as_str()).is_some_and(|i| i % shard.count == shard.index))
         .collect()
 }
 

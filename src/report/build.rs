@@ -74,6 +74,7 @@ pub fn report(c: &Collected, summary: &[SummaryRow], out: &Path) -> anyhow::Resu
         md += &depth_section(&view, out, &prefix)?;
         md += &far_section(&view, &labels, out, &prefix)?;
         md += &super::distance::distance_section(&view, &labels, out, &prefix)?;
+        md += &super::distance::staleness_section(&view, &labels, out, &prefix)?;
         md += &icl_section(&view, &labels, out, &prefix)?;
         md += &latency_section(&view, &labels, out, &prefix)?;
     }
@@ -420,8 +421,59 @@ fn icl_section(v: &View, labels: &[String], out: &Path, prefix: &str) -> anyhow:
             table(&header, &rows),
             png.file_name().unwrap_or_default().to_string_lossy()
         );
+        md += &icl_by_memory_shots(v, labels, task, &settings, out, prefix)?;
     }
     Ok(md)
+}
+
+/// ICL accuracy against the number of demonstrations in memory, one line per memory method
+/// and number of prompt demonstrations, when a task was scored at two or more.
+fn icl_by_memory_shots(
+    v: &View,
+    labels: &[String],
+    task: &str,
+    settings: &[(String, String)],
+    out: &Path,
+    prefix: &str,
+) -> anyhow::Result<String> {
+    let locals: BTreeSet<&String> = settings.iter().map(|(n, _)| n).collect();
+    let mut series = vec![];
+    for l in labels {
+        for n in &locals {
+            let mut points: Vec<(f64, f64, f64)> = settings
+                .iter()
+                .filter(|(local, _)| local == *n)
+                .filter_map(|(_, m)| {
+                    let r = v
+                        .find(l, ICL_ACC.name, &[("task", task), ("local_shots", n), ("memory_shots", m)])
+                        .filter(|r| r.params.get("memory_shots") == Some(m))?;
+                    Some((m.parse().ok()?, r.mean, r.ci95))
+                })
+                .collect();
+            points.sort_by(|a, b| a.0.total_cmp(&b.0));
+            if points.len() >= 2 {
+                series.push(Series {
+                    name: format!("{l}, {n} in the prompt"),
+                    points,
+                });
+            }
+        }
+    }
+    if series.is_empty() {
+        return Ok(String::new());
+    }
+    let png = line_chart(
+        &out.join(format!("{prefix}icl_{task}_by_memory_shots")),
+        &format!("In-context accuracy against demonstrations in memory, task {task}"),
+        "demonstrations in memory (m)",
+        ICL_ACC.unit,
+        &series,
+        false,
+    )?;
+    Ok(format!(
+        "\n![ICL {task} by demonstrations in memory]({})\n",
+        png.file_name().unwrap_or_default().to_string_lossy()
+    ))
 }
 
 fn latency_section(v: &View, labels: &[String], out: &Path, prefix: &str) -> anyhow::Result<String> {

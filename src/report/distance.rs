@@ -69,7 +69,6 @@ pub(super) fn distance_section(v: &View, labels: &[String], out: &Path, prefix: 
     }
     md += &heat_map_of(v, labels, &buckets, &sizes, out, prefix)?;
     md += &findings(v, labels, &sizes);
-    md += &staleness_section(v, labels, out, prefix)?;
     Ok(md)
 }
 
@@ -253,10 +252,10 @@ fn findings(v: &View, labels: &[String], sizes: &[String]) -> String {
     }
 }
 
-/// Memory staleness beside the distance curves: for each memory method that measured it
+/// Memory staleness, after the distance curves: for each memory method that measured it
 /// (`train.staleness_every`), the cosine distance between the keys memory holds and those
 /// the current weights give the same tokens, by the keys' age in tokens.
-fn staleness_section(v: &View, labels: &[String], out: &Path, prefix: &str) -> anyhow::Result<String> {
+pub(super) fn staleness_section(v: &View, labels: &[String], out: &Path, prefix: &str) -> anyhow::Result<String> {
     let ages_of = |label: &str| -> Vec<(u64, SummaryRow)> {
         let mut ages: Vec<(u64, SummaryRow)> = v
             .summary
