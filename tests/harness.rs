@@ -429,7 +429,8 @@ fn retrieval_bounds_and_held_out_data_are_evaluation_settings_that_keep_exact_id
 #[test]
 fn the_frozen_backbone_and_long_windows_are_evaluation_points_of_every_sweep() {
     let dir = tempfile::tempdir().unwrap();
-    let sweep = "preset = [\"longmem\", \"plain\", \"frozen\"]\n\"eval.memory_size\" = [16, 32]\n\"eval.window\" = [16, 32]";
+    let sweep =
+        "preset = [\"longmem\", \"plain\", \"frozen\"]\n\"eval.memory_size\" = [16, 32]\n\"eval.window\" = [16, 32]";
     let file = write_experiment(dir.path(), sweep);
     let runs = Experiment::load(&file).unwrap().plan().unwrap();
     let of = |stage: Stage, method: &str| -> Vec<&longmem_bench::harness::experiment::PlannedRun> {
@@ -441,11 +442,16 @@ fn the_frozen_backbone_and_long_windows_are_evaluation_points_of_every_sweep() {
     let pretrain = &of(Stage::Pretrain, "pretrain")[0];
     assert!(of(Stage::Train, "frozen").is_empty());
     let frozen = of(Stage::Eval, "frozen");
-    assert!(frozen.iter().all(|r| r.depends_on.as_deref() == Some(pretrain.id.as_str())));
+    assert!(frozen
+        .iter()
+        .all(|r| r.depends_on.as_deref() == Some(pretrain.id.as_str())));
     // Windows are points of the methods without memory (16 is the trained segment, under
     // no key), memory sizes of the methods with memory.
     let windows = |method: &str| -> Vec<Option<String>> {
-        of(Stage::Eval, method).iter().map(|r| r.params.get("window").cloned()).collect()
+        of(Stage::Eval, method)
+            .iter()
+            .map(|r| r.params.get("window").cloned())
+            .collect()
     };
     assert_eq!(windows("plain"), [None, Some("32".into())]);
     assert_eq!(windows("frozen"), [None, Some("32".into())]);
@@ -500,14 +506,23 @@ fn the_frozen_backbone_and_long_windows_are_evaluation_points_of_every_sweep() {
     // Plain trained on: other numbers than the backbone it started from.
     let plain = of(Stage::Eval, "plain");
     let plain_at_trained = plain.iter().find(|r| !r.params.contains_key("window")).unwrap();
-    assert_ne!(result(plain_at_trained.dir.join("eval.json")).totals, frozen_result.totals);
+    assert_ne!(
+        result(plain_at_trained.dir.join("eval.json")).totals,
+        frozen_result.totals
+    );
     // The long window is its own file, read with a 32-token window.
     let long = frozen.iter().find(|r| r.params.contains_key("window")).unwrap();
     assert_eq!(result(long.dir.join("eval-window32.json")).window, 32);
 
     // The report lists both, the long windows under their own labels.
     let out = dir.path().join("report");
-    longmem().arg("report").arg(&file).arg("--out").arg(&out).assert().success();
+    longmem()
+        .arg("report")
+        .arg(&file)
+        .arg("--out")
+        .arg(&out)
+        .assert()
+        .success();
     let report = std::fs::read_to_string(out.join("REPORT.md")).unwrap();
     for label in ["| frozen |", "| frozen W=32 |", "| plain W=32 |", "| plain |"] {
         assert!(report.contains(label), "{label} missing from\n{report}");
@@ -529,9 +544,10 @@ fn reports_show_memory_staleness_by_age_and_the_accuracy_heat_map() {
     let dir = tempfile::tempdir().unwrap();
     let file = write_experiment(dir.path(), "preset = [\"longmem\", \"memtrm\", \"plain\"]");
     // Set for every method of the sweep: plain resolves it to 0 and measures nothing.
-    let text = std::fs::read_to_string(&file)
-        .unwrap()
-        .replace("checkpoint_every = 5", "checkpoint_every = 5\nstaleness_every = 10\nstaleness_window = 3");
+    let text = std::fs::read_to_string(&file).unwrap().replace(
+        "checkpoint_every = 5",
+        "checkpoint_every = 5\nstaleness_every = 10\nstaleness_window = 3",
+    );
     std::fs::write(&file, text).unwrap();
     let runs = Experiment::load(&file).unwrap().plan().unwrap();
     for run in runs.iter().filter(|r| r.stage == Stage::Train) {
@@ -540,7 +556,13 @@ fn reports_show_memory_staleness_by_age_and_the_accuracy_heat_map() {
     }
     longmem().arg("sweep").arg(&file).assert().success();
     let out = dir.path().join("report");
-    longmem().arg("report").arg(&file).arg("--out").arg(&out).assert().success();
+    longmem()
+        .arg("report")
+        .arg(&file)
+        .arg("--out")
+        .arg(&out)
+        .assert()
+        .success();
     // summary.csv: `staleness[<age in tokens>]` per memory method, ages 0, 16 and 32 (three
     // 16-token segments); LongMem's frozen writer exactly 0, MemTRM's trained one above.
     let summary = std::fs::read_to_string(out.join("summary.csv")).unwrap();
@@ -560,7 +582,10 @@ fn reports_show_memory_staleness_by_age_and_the_accuracy_heat_map() {
     }
     assert!(staleness("memtrm", 32).unwrap() > staleness("memtrm", 0).unwrap());
     let report = std::fs::read_to_string(out.join("REPORT.md")).unwrap();
-    assert!(report.contains("## Memory staleness") && report.contains("| age 0 | age 16 | age 32 |"), "{report}");
+    assert!(
+        report.contains("## Memory staleness") && report.contains("| age 0 | age 16 | age 32 |"),
+        "{report}"
+    );
     for chart in ["staleness_by_age.png", "accuracy_heat_map.png", "accuracy_heat_map.svg"] {
         assert!(std::fs::metadata(out.join(chart)).unwrap().len() > 1000, "{chart}");
     }
@@ -585,7 +610,11 @@ fn the_variable_tracking_corpus_trains_and_evaluates_with_answers_by_distance() 
             .unwrap();
         let result = longmem_bench::eval::result::EvalResult::read(&path).unwrap();
         let answers: f64 = result.totals.by_distance.iter().map(|b| b.tokens).sum();
-        assert!(answers > 10.0 && result.totals.far_tokens > 0.0, "{}: {answers} answers", run.id);
+        assert!(
+            answers > 10.0 && result.totals.far_tokens > 0.0,
+            "{}: {answers} answers",
+            run.id
+        );
     }
     // Its settings are checked like every generator's, naming the key.
     std::fs::write(&file, text.replace("n_var_symbols = 256", "n_var_symbols = 2")).unwrap();

@@ -356,7 +356,11 @@ impl Experiment {
                             "a local window from the trained segment_len = {} up to what the backbone's \
                              positions allow ({}); gpt2 backbones stop at n_positions, newgpt (ALiBi) ones do not",
                             spec.segment_len,
-                            if max == i64::MAX { "no limit".to_string() } else { max.to_string() }
+                            if max == i64::MAX {
+                                "no limit".to_string()
+                            } else {
+                                max.to_string()
+                            }
                         ),
                     ));
                 }

@@ -129,7 +129,10 @@ fn unit_of_runs(runs: &[PlannedRun]) -> HashMap<&str, usize> {
 
 /// How many units of work [`shard_runs`] splits `runs` into.
 pub fn unit_count(runs: &[PlannedRun]) -> usize {
-    unit_of_runs(runs).values().collect::<std::collections::BTreeSet<_>>().len()
+    unit_of_runs(runs)
+        .values()
+        .collect::<std::collections::BTreeSet<_>>()
+        .len()
 }
 
 /// The runs shard `shard` owns: every n-th unit of work ([`unit_of_runs`]). Pretraining runs

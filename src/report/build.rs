@@ -445,7 +445,11 @@ fn icl_by_memory_shots(
                 .filter(|(local, _)| local == *n)
                 .filter_map(|(_, m)| {
                     let r = v
-                        .find(l, ICL_ACC.name, &[("task", task), ("local_shots", n), ("memory_shots", m)])
+                        .find(
+                            l,
+                            ICL_ACC.name,
+                            &[("task", task), ("local_shots", n), ("memory_shots", m)],
+                        )
                         .filter(|r| r.params.get("memory_shots") == Some(m))?;
                     Some((m.parse().ok()?, r.mean, r.ci95))
                 })

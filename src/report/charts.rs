@@ -310,10 +310,16 @@ pub fn heat_map(stem: &Path, map: &HeatMap) -> anyhow::Result<PathBuf> {
             .margin(12)
             .x_label_area_size(45)
             .y_label_area_size(150)
-            .build_cartesian_2d((0..nx).into_segmented(), (0..ny).into_segmented())
+            // `(0..n).into_segmented()` holds n + 1 segments: one per cell is `0..n - 1`.
+            .build_cartesian_2d((0..nx - 1).into_segmented(), (0..ny - 1).into_segmented())
             .map_err(plot)?;
         let name = |labels: &[String], v: &SegmentValue<i32>| match v {
             SegmentValue::CenterOf(i) => labels.get(*i as usize).cloned().unwrap_or_default(),
+            _ => String::new(),
+        };
+        // Rows are listed top down; the axis counts bottom up.
+        let row_name = |v: &SegmentValue<i32>| match v {
+            SegmentValue::CenterOf(i) => name(map.rows, &SegmentValue::CenterOf(ny - 1 - i)),
             _ => String::new(),
         };
         chart
@@ -323,7 +329,7 @@ pub fn heat_map(stem: &Path, map: &HeatMap) -> anyhow::Result<PathBuf> {
             .x_labels(map.columns.len())
             .y_labels(map.rows.len())
             .x_label_formatter(&|x| name(map.columns, x))
-            .y_label_formatter(&|y| name(map.rows, y))
+            .y_label_formatter(&row_name)
             .label_style(("sans-serif", 13))
             .draw()
             .map_err(plot)?;
@@ -335,7 +341,10 @@ pub fn heat_map(stem: &Path, map: &HeatMap) -> anyhow::Result<PathBuf> {
                 let fill = value.map_or(RGBColor(210, 210, 210), shade);
                 chart
                     .draw_series(std::iter::once(Rectangle::new(
-                        [(SegmentValue::Exact(x), SegmentValue::Exact(y)), (SegmentValue::Exact(x + 1), SegmentValue::Exact(y + 1))],
+                        [
+                            (SegmentValue::Exact(x), SegmentValue::Exact(y)),
+                            (SegmentValue::Exact(x + 1), SegmentValue::Exact(y + 1)),
+                        ],
                         fill.filled(),
                     )))
                     .map_err(plot)?;

@@ -24,8 +24,11 @@ pub enum Read {
     Icl(fn(&IclRow) -> f64),
     /// One value per key of a training run's staleness measurements (`staleness.csv`) and
     /// its segment length.
-    Staleness(fn(&[StalenessRow], usize) -> Vec<(String, f64)>),
+    Staleness(StalenessRead),
 }
+
+/// Reads keyed values from a training run's staleness rows and its segment length.
+pub type StalenessRead = fn(&[StalenessRow], usize) -> Vec<(String, f64)>;
 
 /// One metric.
 pub struct Metric {
@@ -316,7 +319,8 @@ pub const STALENESS: Metric = Metric {
         }
         by_age
             .into_iter()
-            .map(|(age, (total, n))| ((age * segment_len as u64).to_string(), total / n))
+            // A cosine distance is never negative; rounding leaves about -1e-8 for equal keys.
+            .map(|(age, (total, n))| ((age * segment_len as u64).to_string(), (total / n).max(0.0)))
             .collect()
     }),
 };
