@@ -14,11 +14,11 @@ export LIBTORCH := `scripts/setup-libtorch.sh`
 default:
     @just --list
 
-# The default study on CPU (experiments/reproduce*.toml; about 25 minutes on 2 cores once the
-# dependencies are built): a backbone pretrained once, LongMem at two SideNet depths, MemTRM
-# and plain over 3 seeds and a memory-size x chunk-size grid, then in-context learning with
-# demonstrations in memory, then long-term memory at M = 65536 on 131072-token needle
-# documents (reproduce-long.toml).
+# The default study on CPU (experiments/reproduce*.toml; about 27 minutes on 2 cores once the
+# dependencies are built): a backbone pretrained once, LongMem at two SideNet depths, MemTRM,
+# plain and the frozen backbone over 3 seeds and a memory-size x chunk-size grid, then
+# in-context learning with demonstrations in memory, then long-term memory at M = 65536 on
+# 131072-token needle documents (reproduce-long.toml).
 # Finished runs are skipped, so a second run only rewrites the report in results/reproduce/.
 reproduce: build-dev
     cargo run --quiet -- doctor
