@@ -295,3 +295,55 @@ fn memtrm_returns_the_chunks_its_memory_layer_queries_retrieve() {
         assert!(backbone_chunks.equal(&expected));
     }
 }
+
+/// The read path, exactly: with no position signal (a one-block gpt2 whose position table is
+/// zero), MemTRM's concat joint attention at block 0 over a bank holding the previous segment
+/// token by token, all of it retrieved, is plain causal attention over both segments. So its
+/// logits for the second segment equal the backbone's on the two segments read as one.
+#[test]
+fn concat_memory_over_the_previous_segment_equals_attention_over_both_segments() {
+    let _rng = common::rng_lock();
+    seed_everything(8);
+    let mut config = BackboneConfig::gpt2(50, 1, 2, 16, 32);
+    config.dropout = 0.0;
+    config.memory_layer = 0;
+    let vs = VarStore::new(Device::Cpu);
+    let backbone = Backbone::new(&vs.root(), &config);
+    let model = MemTrm::new(
+        &vs.root(),
+        backbone,
+        MemTrmConfig {
+            trainable: TrainableBlocks::All,
+            qk_norm: false,
+            joint: JointMode::Concat,
+        },
+    );
+    tch::no_grad(|| {
+        let mut wpe = vs.variables()["wpe.weight"].shallow_clone();
+        let _ = wpe.zero_();
+    });
+    let (first, second) = (tokens(21), tokens(22));
+    let both = tch::no_grad(|| model.backbone.forward(&Tensor::cat(&[&first, &second], 1), false));
+    let reference = both.logits.narrow(1, T, T);
+    // Token by token, and in chunks of 2 and 4 tokens (all of them retrieved either way).
+    for chunk in [1, 2, 4] {
+        let mut bank = MemoryBank::new(BankConfig {
+            capacity: T,
+            chunk,
+            top_k: T,
+            ..bank(1).config().clone()
+        })
+        .unwrap();
+        let out = tch::no_grad(|| model.forward(&first, &bank, false));
+        bank.write(&out.memory_keys, &out.memory_values);
+        let read = tch::no_grad(|| model.forward(&second, &bank, false));
+        let diff = max_abs_diff(&read.backbone.logits, &reference);
+        assert!(
+            diff < 1e-5,
+            "chunk {chunk}: memory read differs from attention over both segments by {diff}"
+        );
+    }
+    // And memory matters: without it the second segment's logits are others.
+    let alone = tch::no_grad(|| model.backbone.forward(&second, false));
+    assert!(max_abs_diff(&alone.logits, &reference) > 1e-3);
+}

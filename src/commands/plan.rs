@@ -67,10 +67,16 @@ pub fn run(args: &PlanArgs) -> anyhow::Result<()> {
 }
 
 /// Tokens a run processes and their FLOPs: training takes about three forward passes per
-/// token (forward and backward); an evaluation reads its held-out documents.
+/// token (forward and backward); an evaluation reads its held-out documents, with its own
+/// local window where it has one (`eval.window`).
 fn work(run: &PlannedRun, held_out: &mut HeldOutTokens) -> (f64, f64) {
     let spec = &run.spec;
-    let per_token = forward_flops_per_token(&spec.flop_shape(spec.segment_len));
+    let window = run
+        .eval
+        .as_ref()
+        .and_then(|point| point.window)
+        .unwrap_or(spec.segment_len);
+    let per_token = forward_flops_per_token(&spec.flop_shape(window));
     match run.stage {
         Stage::Pretrain | Stage::Train => {
             let tokens = (spec.train.steps * (spec.batch_size * spec.segment_len) as u64) as f64;
