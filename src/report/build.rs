@@ -92,7 +92,8 @@ fn findings(v: &View, labels: &[String]) -> String {
     let Some(plain) = far("plain") else {
         return String::new();
     };
-    let mut out = String::from("\n## Findings\n\n");
+    const HEADING: &str = "\n## Findings\n\n";
+    let mut out = String::from(HEADING);
     for l in labels.iter().filter(|l| !super::without_memory(l)) {
         let Some(m) = far(l) else { continue };
         let gap = plain.mean - m.mean;
@@ -113,6 +114,10 @@ fn findings(v: &View, labels: &[String]) -> String {
     }
     if let Some(icl) = icl_gain(v, labels) {
         out += &icl;
+    }
+    // No heading over nothing (memory models evaluated only away from their trained memory).
+    if out == HEADING {
+        return String::new();
     }
     out
 }
