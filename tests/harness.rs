@@ -31,6 +31,17 @@ fn longmem() -> Command {
     Command::cargo_bin("longmem").unwrap()
 }
 
+/// `longmem report FILE --out OUT`, which must succeed.
+fn write_report(file: &Path, out: &Path) {
+    longmem()
+        .arg("report")
+        .arg(file)
+        .arg("--out")
+        .arg(out)
+        .assert()
+        .success();
+}
+
 #[test]
 fn a_sweep_expands_to_shared_stages_and_evaluation_points() {
     let dir = tempfile::tempdir().unwrap();
@@ -218,13 +229,7 @@ fn two_shards_in_parallel_equal_one_process_and_the_report_has_every_run() {
     // The report: one row per run and metric, every swept parameter a column, and the summary
     // over seeds; charts for the memory-size sweep.
     let out = sharded.path().join("results");
-    longmem()
-        .arg("report")
-        .arg(&file)
-        .arg("--out")
-        .arg(&out)
-        .assert()
-        .success();
+    write_report(&file, &out);
     let csv = std::fs::read_to_string(out.join("runs.csv")).unwrap();
     let header = csv.lines().next().unwrap();
     for column in ["experiment", "run", "method", "seed", "memory_size", "metric", "value"] {
@@ -254,13 +259,7 @@ fn two_shards_in_parallel_equal_one_process_and_the_report_has_every_run() {
     // The same numbers: the sharded sweep's report equals the single process's.
     let single_out = single.path().join("results");
     let single_file = single.path().join("mini.toml");
-    longmem()
-        .arg("report")
-        .arg(&single_file)
-        .arg("--out")
-        .arg(&single_out)
-        .assert()
-        .success();
+    write_report(&single_file, &single_out);
     let values = |csv: &str| -> Vec<String> {
         let mut v: Vec<String> = csv
             .lines()
@@ -297,13 +296,7 @@ fn the_report_reads_run_directories_without_the_corpus() {
     std::fs::write(&file, text + "\n[sweep]\nmethod = [\"longmem\", \"plain\"]\n").unwrap();
     longmem().args(["-q", "sweep"]).arg(&file).assert().success();
     let report = |out: &Path| {
-        longmem()
-            .arg("report")
-            .arg(&file)
-            .arg("--out")
-            .arg(out)
-            .assert()
-            .success();
+        write_report(&file, out);
         let read = |name: &str| std::fs::read_to_string(out.join(name)).unwrap();
         (read("REPORT.md"), read("runs.csv"))
     };
@@ -516,13 +509,7 @@ fn the_frozen_backbone_and_long_windows_are_evaluation_points_of_every_sweep() {
 
     // The report lists both, the long windows under their own labels.
     let out = dir.path().join("report");
-    longmem()
-        .arg("report")
-        .arg(&file)
-        .arg("--out")
-        .arg(&out)
-        .assert()
-        .success();
+    write_report(&file, &out);
     let report = std::fs::read_to_string(out.join("REPORT.md")).unwrap();
     for label in ["| frozen |", "| frozen W=32 |", "| plain W=32 |", "| plain |"] {
         assert!(report.contains(label), "{label} missing from\n{report}");
@@ -556,13 +543,7 @@ fn reports_show_memory_staleness_by_age_and_the_accuracy_heat_map() {
     }
     longmem().arg("sweep").arg(&file).assert().success();
     let out = dir.path().join("report");
-    longmem()
-        .arg("report")
-        .arg(&file)
-        .arg("--out")
-        .arg(&out)
-        .assert()
-        .success();
+    write_report(&file, &out);
     // summary.csv: `staleness[<age in tokens>]` per memory method, ages 0, 16 and 32 (three
     // 16-token segments); LongMem's frozen writer exactly 0, MemTRM's trained one above.
     let summary = std::fs::read_to_string(out.join("summary.csv")).unwrap();
