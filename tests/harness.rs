@@ -545,7 +545,7 @@ fn reports_show_memory_staleness_by_age_and_the_accuracy_heat_map() {
     let out = dir.path().join("report");
     write_report(&file, &out);
     // summary.csv: `staleness[<age in tokens>]` per memory method, ages 0, 16 and 32 (three
-    // 16-token segments); LongMem's frozen writer exactly 0, MemTRM's trained one above.
+    // 16-token segments); LongMem's frozen writer 0 (up to rounding), MemTRM's trained one above.
     let summary = std::fs::read_to_string(out.join("summary.csv")).unwrap();
     let header: Vec<&str> = summary.lines().next().unwrap().split(',').collect();
     let column = |name: &str| header.iter().position(|h| *h == name).unwrap();

@@ -107,6 +107,25 @@ impl Spec {
         self.method.flop_shape(&self.model(), window)
     }
 
+    /// A local window for the long-window plain reference (T + M "when it fits"): at least
+    /// the trained segment and within a gpt2 backbone's position table; ALiBi (`newgpt`)
+    /// runs at any length. The error reads after the window's name.
+    pub fn check_window(&self, window: usize) -> Result<usize, String> {
+        if window < self.segment_len {
+            return Err(format!(
+                "{window} is shorter than the spec's segment_len = {}",
+                self.segment_len
+            ));
+        }
+        if let Some(max) = self.backbone.max_segment_len().filter(|&max| window as i64 > max) {
+            return Err(format!(
+                "{window} does not fit this gpt2 backbone (n_positions = {max}); the long-window reference \
+                 needs a larger position table or a newgpt (ALiBi) backbone"
+            ));
+        }
+        Ok(window)
+    }
+
     /// The same spec with memory size, chunk and top-K replaced where given (evaluation-time
     /// settings: the trained weights do not depend on them). Errors name the setting.
     pub fn with_memory(&self, size: Option<i64>, chunk: Option<i64>, k: Option<i64>) -> Result<Spec, String> {

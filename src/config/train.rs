@@ -72,11 +72,16 @@ impl RawTrain {
     ) -> Result<TrainConfig, SpecError> {
         // The frozen backbone trains nothing: only its rows, window, precision and seed
         // matter, so `[train]`'s other settings leave its run id alone.
-        let frozen = RawTrain {
-            precision: self.precision,
-            ..RawTrain::new(1, self.batch_size, self.segment_len)
+        let frozen;
+        let t = if method.trains() {
+            self
+        } else {
+            frozen = RawTrain {
+                precision: self.precision,
+                ..RawTrain::new(1, self.batch_size, self.segment_len)
+            };
+            &frozen
         };
-        let t = if method.trains() { self } else { &frozen };
         if t.steps == 0 {
             return Err(r.invalid("train.steps", &t.steps, "at least 1"));
         }

@@ -245,18 +245,13 @@ impl NeedleConfig {
                     .map(|_| self.value_symbol(rng.random_range(0..self.n_value_symbols)))
                     .collect();
                 let key = self.key_of(key);
-                // Where the value starts, recorded as the needle's position.
-                let value_at = match self.order {
-                    NeedleOrder::KeyFirst => {
-                        tokens.extend_from_slice(&key);
-                        pos + key.len()
-                    }
-                    NeedleOrder::ValueFirst => pos,
+                // The needle's position, recorded for its query, is where its value starts.
+                let (first, second, value_at) = match self.order {
+                    NeedleOrder::KeyFirst => (&key, &value, pos + key.len()),
+                    NeedleOrder::ValueFirst => (&value, &key, pos),
                 };
-                tokens.extend_from_slice(&value);
-                if self.order == NeedleOrder::ValueFirst {
-                    tokens.extend_from_slice(&key);
-                }
+                tokens.extend_from_slice(first);
+                tokens.extend_from_slice(second);
                 if rng.random::<f64>() >= self.distractor_rate {
                     open.insert(value_at, [key, value].concat());
                 }

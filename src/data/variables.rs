@@ -24,6 +24,7 @@
 use super::needle::{log_uniform, nearest};
 use super::recall::{mix, CELL};
 use super::stream::{Answer, Document, DocumentSource};
+use rand::seq::SliceRandom;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
@@ -203,18 +204,18 @@ impl VariablesConfig {
         let mut next_variable = 0u32;
         // A random order of the variables, so that chains do not use neighbouring symbols.
         let mut order: Vec<u32> = (0..self.n_var_symbols).collect();
-        for i in (1..order.len()).rev() {
-            order.swap(i, rng.random_range(0..=i));
-        }
+        order.shuffle(rng);
         let mut open: Vec<Chain> = Vec::new();
         // Complete chains not yet asked, by the position of their evidence.
         let mut complete: BTreeMap<usize, Chain> = BTreeMap::new();
+        // A cell's roll below `chain_band` starts a chain, then up to `hop_band` takes a hop,
+        // then up to `query_band` asks a chain.
+        let (chain_band, hop_band) = (self.chain_rate, self.chain_rate + self.hop_rate);
+        let query_band = hop_band + self.query_rate;
         while tokens.len() < self.doc_tokens {
             let pos = tokens.len();
             let roll: f64 = rng.random();
             let fresh = next_variable < self.n_var_symbols;
-            let (chain_band, hop_band) = (self.chain_rate, self.chain_rate + self.hop_rate);
-            let query_band = hop_band + self.query_rate;
             if roll < chain_band && fresh {
                 let (x, v) = (
                     self.variable(order[next_variable as usize]),

@@ -346,24 +346,8 @@ impl Experiment {
             // The trained window is the trained evaluation, under its own id.
             point.window = point.window.filter(|&w| w != spec.segment_len);
             if let Some(window) = point.window {
-                let max = spec.backbone.max_segment_len().unwrap_or(i64::MAX);
-                if window < spec.segment_len || window as i64 > max {
-                    return Err(invalid(
-                        &self.file,
-                        "sweep.\"eval.window\"",
-                        &(window as i64),
-                        &format!(
-                            "a local window from the trained segment_len = {} up to what the backbone's \
-                             positions allow ({}); gpt2 backbones stop at n_positions, newgpt (ALiBi) ones do not",
-                            spec.segment_len,
-                            if max == i64::MAX {
-                                "no limit".to_string()
-                            } else {
-                                max.to_string()
-                            }
-                        ),
-                    ));
-                }
+                spec.check_window(window)
+                    .map_err(|e| invalid(&self.file, "sweep.\"eval.window\"", &(window as i64), &e))?;
             }
             let resolved = spec
                 .with_memory(point.memory_size, point.chunk, point.top_k)

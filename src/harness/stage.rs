@@ -154,7 +154,7 @@ pub fn evaluate_run(request: &EvalRequest) -> anyhow::Result<EvalOutcome> {
     let device = spec.device.resolve()?;
     let window = match o.window {
         None => spec.segment_len,
-        Some(w) => long_window(spec, w)?,
+        Some(w) => spec.check_window(w).map_err(|e| anyhow::anyhow!("--window {e}"))?,
     };
     // The build loads `backbone.weights`; a method that trains then takes its run's weights.
     let mut model = spec.build_model(device)?;
@@ -257,22 +257,4 @@ fn eval_spec(spec: &Spec, o: &EvalOptions) -> anyhow::Result<Spec> {
             .with_data_changes(changes)
             .map_err(|e| anyhow::anyhow!("{e} (from --doc-tokens / [eval] data)")),
     }
-}
-
-/// The long-window plain reference: window T + M "when it fits", i.e. within a gpt2
-/// backbone's position table; ALiBi (`newgpt`) runs at any length.
-fn long_window(spec: &Spec, window: usize) -> anyhow::Result<usize> {
-    if window < spec.segment_len {
-        bail!(
-            "--window {window} is shorter than the spec's segment_len = {}",
-            spec.segment_len
-        );
-    }
-    if let Some(max) = spec.backbone.max_segment_len().filter(|&max| window as i64 > max) {
-        bail!(
-            "--window {window} does not fit this gpt2 backbone (n_positions = {max}); \
-             the long-window reference needs a larger position table or a newgpt (ALiBi) backbone"
-        );
-    }
-    Ok(window)
 }

@@ -388,10 +388,7 @@ fn icl_section(v: &View, labels: &[String], out: &Path, prefix: &str) -> anyhow:
         let mut rows = Vec::new();
         let mut bars = Vec::new();
         for l in labels {
-            let at = |n: &str, m: &str, metric: &str| {
-                v.find(l, metric, &[("task", task), ("local_shots", n), ("memory_shots", m)])
-                    .filter(|r| r.params.get("memory_shots").map(String::as_str) == Some(m))
-            };
+            let at = |n: &str, m: &str, metric: &str| icl_at(v, l, task, n, m, metric);
             if settings.iter().all(|(n, m)| at(n, m, ICL_ACC.name).is_none()) {
                 continue;
             }
@@ -431,6 +428,17 @@ fn icl_section(v: &View, labels: &[String], out: &Path, prefix: &str) -> anyhow:
     Ok(md)
 }
 
+/// An ICL metric of `label` on `task` with `n` demonstrations in the prompt and exactly `m`
+/// in memory (a row without a `memory_shots` parameter does not match).
+fn icl_at<'a>(v: &'a View, label: &str, task: &str, n: &str, m: &str, metric: &str) -> Option<&'a SummaryRow> {
+    v.find(
+        label,
+        metric,
+        &[("task", task), ("local_shots", n), ("memory_shots", m)],
+    )
+    .filter(|r| r.params.get("memory_shots").map(String::as_str) == Some(m))
+}
+
 /// ICL accuracy against the number of demonstrations in memory, one line per memory method
 /// and number of prompt demonstrations, when a task was scored at two or more.
 fn icl_by_memory_shots(
@@ -449,13 +457,7 @@ fn icl_by_memory_shots(
                 .iter()
                 .filter(|(local, _)| local == *n)
                 .filter_map(|(_, m)| {
-                    let r = v
-                        .find(
-                            l,
-                            ICL_ACC.name,
-                            &[("task", task), ("local_shots", n), ("memory_shots", m)],
-                        )
-                        .filter(|r| r.params.get("memory_shots") == Some(m))?;
+                    let r = icl_at(v, l, task, n, m, ICL_ACC.name)?;
                     Some((m.parse().ok()?, r.mean, r.ci95))
                 })
                 .collect();

@@ -87,18 +87,22 @@ fn point(v: &View, label: &str, metric: &str, size: Option<&str>, retrieval: &st
     v.find(label, metric, &at).cloned()
 }
 
+/// The memory sizes a label is shown at: each of `sizes` for a memory model, none (`None`)
+/// for a method without memory.
+fn sizes_of<'a>(v: &View, label: &str, sizes: &'a [String]) -> Vec<Option<&'a str>> {
+    match v.references.contains_key(label) {
+        true => sizes.iter().map(|s| Some(s.as_str())).collect(),
+        false => vec![None],
+    }
+}
+
 /// One row per (method, memory size, retrieval) that measured `metric`, one column per bucket.
 fn table_of(v: &View, labels: &[String], buckets: &[String], sizes: &[String], metric: &Metric) -> String {
     let mut header = vec!["method".to_string(), "M".into(), "retrieval".into()];
     header.extend(buckets.iter().map(|b| format!("{} {b}", metric.label)));
     let mut rows = vec![];
     for label in labels {
-        let memory = v.references.contains_key(label);
-        let at_sizes: Vec<Option<&str>> = match memory {
-            true => sizes.iter().map(|s| Some(s.as_str())).collect(),
-            false => vec![None],
-        };
-        for size in at_sizes {
+        for size in sizes_of(v, label, sizes) {
             for retrieval in RETRIEVALS {
                 let cells: Vec<Option<SummaryRow>> = buckets
                     .iter()
@@ -132,11 +136,7 @@ fn heat_map_of(
     let mut rows = vec![];
     let mut values = vec![];
     for label in labels {
-        let at_sizes: Vec<Option<&str>> = match v.references.contains_key(label) {
-            true => sizes.iter().map(|s| Some(s.as_str())).collect(),
-            false => vec![None],
-        };
-        for size in at_sizes {
+        for size in sizes_of(v, label, sizes) {
             let row: Vec<Option<f64>> = buckets
                 .iter()
                 .map(|b| point(v, label, &ACC_BY_DISTANCE.keyed(b), size, "exact").map(|r| r.mean))
