@@ -11,10 +11,7 @@ use tch::{nn::VarStore, Device, Kind, Tensor};
 fn model(style: BlockStyle) -> (VarStore, Backbone) {
     let _rng = common::rng_lock();
     seed_everything(11);
-    let mut config = match style {
-        BlockStyle::Gpt2 => BackboneConfig::gpt2(40, 4, 2, 16, 32),
-        BlockStyle::Newgpt => BackboneConfig::newgpt(40, 4, 2, 16, 32),
-    };
+    let mut config = common::tiny_backbone(style, 40, 4, 2, 16, 32);
     config.dropout = 0.0;
     let vs = VarStore::new(Device::Cpu);
     let m = Backbone::new(&vs.root(), &config);
@@ -26,7 +23,7 @@ fn ids(rows: &[&[i64]]) -> Tensor {
     Tensor::from_slice(&rows.concat()).view([rows.len() as i64, t])
 }
 
-const STYLES: [BlockStyle; 2] = [BlockStyle::Gpt2, BlockStyle::Newgpt];
+const STYLES: [BlockStyle; 4] = common::ALL_STYLES;
 
 #[test]
 fn a_future_token_never_changes_past_logits() {
@@ -68,7 +65,7 @@ fn output_shapes_and_hidden_states() {
 struct Silence;
 impl LayerAttention for Silence {
     fn attend(&self, _attn: &Attention, qkv: &Qkv, _train: bool) -> AttentionOutput {
-        AttentionOutput::local(qkv.v.zeros_like())
+        AttentionOutput::local(qkv.q.zeros_like())
     }
 }
 
@@ -154,7 +151,8 @@ fn local_attention_and_its_gradients_equal_the_softmax_reference() {
             let ctx = if fast {
                 attn.local(&qkv, false)
             } else {
-                reference_attention(&qkv, &attn.position_bias(6, Device::Cpu))
+                // Rotated queries and keys, keys and values repeated per query head.
+                reference_attention(&attn.local_inputs(&qkv), &attn.position_bias(6, Device::Cpu))
             };
             let loss = (attn.project_out(&ctx) * Tensor::arange(16, (Kind::Float, Device::Cpu))).sum(Kind::Float);
             loss.backward();

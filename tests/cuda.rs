@@ -35,7 +35,7 @@ fn a_cuda_forward_matches_the_cpu_forward() {
     weights::save_safetensors(&cpu_vs, &path).unwrap();
     let gpu_vs = VarStore::new(gpu);
     let gpu_model = Backbone::new(&gpu_vs.root(), &config);
-    weights::load_safetensors(&gpu_vs, &path, config.style).unwrap();
+    weights::load_safetensors(&gpu_vs, &path, &config).unwrap();
     let ids = common::random_ids(1, 2, 16, 64);
     let a = tch::no_grad(|| cpu_model.forward(&ids, false).logits);
     let b = tch::no_grad(|| gpu_model.forward(&ids.to_device(gpu), false).logits).to_device(Device::Cpu);

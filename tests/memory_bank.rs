@@ -341,3 +341,41 @@ fn blocked_search_equals_dense_search() {
         );
     }
 }
+
+/// Grouped-query attention: with 4 query heads over the bank's 2 key/value heads, query
+/// head h reads key/value head h / 2, exactly as a bank read by one query per head would,
+/// on the dense and on the blocked search path alike.
+#[test]
+fn grouped_queries_read_their_groups_key_value_head() {
+    tch::manual_seed(12);
+    for capacity in [64, 8192] {
+        let mut bank = MemoryBank::new(BankConfig {
+            top_k: 8,
+            ..config(2, capacity, 4)
+        })
+        .unwrap();
+        let written = capacity.min(4096);
+        bank.write(
+            &Tensor::randn([2, H, written, D], (Kind::Float, Device::Cpu)),
+            &Tensor::randn([2, H, written, D], (Kind::Float, Device::Cpu)),
+        );
+        let t = if capacity > 64 { 96 } else { 5 };
+        let queries = Tensor::randn([2, 2 * H, t, D], (Kind::Float, Device::Cpu));
+        let grouped = bank.retrieve(&queries, 8).unwrap();
+        assert_eq!(grouped.keys.size(), [2, 2 * H, t, 8, D]);
+        for member in 0..2 {
+            // Query heads `member` and `2 + member`: one per key/value head (0 and 1).
+            let heads = Tensor::from_slice(&[member, 2 + member]);
+            let alone = bank.retrieve(&queries.index_select(1, &heads), 8).unwrap();
+            assert!(
+                alone.chunk_index.equal(&grouped.chunk_index.index_select(1, &heads)),
+                "{capacity}"
+            );
+            assert!(alone.keys.equal(&grouped.keys.index_select(1, &heads)), "{capacity}");
+            assert!(
+                alone.values.equal(&grouped.values.index_select(1, &heads)),
+                "{capacity}"
+            );
+        }
+    }
+}

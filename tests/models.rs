@@ -15,10 +15,7 @@ const B: i64 = 2;
 const T: i64 = 8;
 
 fn backbone_config(style: BlockStyle) -> BackboneConfig {
-    let mut c = match style {
-        BlockStyle::Gpt2 => BackboneConfig::gpt2(50, 4, 2, 16, 32),
-        BlockStyle::Newgpt => BackboneConfig::newgpt(50, 4, 2, 16, 32),
-    };
+    let mut c = common::tiny_backbone(style, 50, 4, 2, 16, 32);
     c.dropout = 0.0;
     c.memory_layer = 1;
     c
@@ -108,7 +105,7 @@ fn sidenet_layers_start_as_copies_of_their_source_blocks() {
 
 #[test]
 fn with_the_gate_closed_memory_has_no_effect() {
-    for style in [BlockStyle::Gpt2, BlockStyle::Newgpt] {
+    for style in common::ALL_STYLES {
         let s = longmem(style, 2, JointMode::Gated);
         let full = filled_bank(&s.model);
         let x = tokens(7);
@@ -144,12 +141,22 @@ fn an_empty_bank_gives_plain_local_attention_in_both_modes() {
 
 #[test]
 fn identity_sidenet_with_s_equal_l_reproduces_the_backbone_stream() {
-    for style in [BlockStyle::Gpt2, BlockStyle::Newgpt] {
+    for style in common::ALL_STYLES {
         let s = longmem(style, 4, JointMode::Gated);
         // Zero every output projection and MLP output: each block becomes the identity.
         tch::no_grad(|| {
             for (name, mut var) in s.side_vs.variables() {
-                let out = ["c_proj", "out_proj", "fc_out"].iter().any(|p| name.contains(p));
+                let out = [
+                    "c_proj",
+                    "out_proj",
+                    "fc_out",
+                    "o_proj",
+                    "down_proj",
+                    "attention.dense.",
+                    "dense_4h_to_h",
+                ]
+                .iter()
+                .any(|p| name.contains(p));
                 if name.starts_with("h.") && out {
                     let _ = var.zero_();
                 }

@@ -8,10 +8,7 @@ use longmem_bench::seed::seed_everything;
 use tch::{nn::VarStore, Device, Kind, Tensor};
 
 fn tiny(style: BlockStyle) -> BackboneConfig {
-    let mut c = match style {
-        BlockStyle::Gpt2 => BackboneConfig::gpt2(50, 2, 2, 16, 24),
-        BlockStyle::Newgpt => BackboneConfig::newgpt(50, 2, 2, 16, 24),
-    };
+    let mut c = common::tiny_backbone(style, 50, 2, 2, 16, 24);
     c.dropout = 0.0;
     c
 }
@@ -34,7 +31,7 @@ fn logits(model: &Backbone) -> Tensor {
 
 #[test]
 fn save_then_load_reproduces_the_model_exactly() {
-    for style in [BlockStyle::Gpt2, BlockStyle::Newgpt] {
+    for style in common::ALL_STYLES {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("model.safetensors");
         let config = tiny(style);
@@ -45,7 +42,7 @@ fn save_then_load_reproduces_the_model_exactly() {
             max_abs_diff(&logits(&a), &logits(&b)) > 1e-3,
             "different seeds must differ"
         );
-        weights::load_safetensors(&vs_b, &path, style).unwrap();
+        weights::load_safetensors(&vs_b, &path, &config).unwrap();
         assert_eq!(max_abs_diff(&logits(&a), &logits(&b)), 0.0, "{style}");
         // Only the final file remains: the temporary one was renamed into place.
         let names: Vec<_> = std::fs::read_dir(dir.path())
@@ -81,7 +78,7 @@ fn hf_prefix_mask_buffers_and_tied_head_are_accepted_for_gpt2() {
     ));
     Tensor::write_safetensors(&hf, &path).unwrap();
     let (vs_b, b) = build(&config, 4);
-    weights::load_safetensors(&vs_b, &path, BlockStyle::Gpt2).unwrap();
+    weights::load_safetensors(&vs_b, &path, &config).unwrap();
     assert_eq!(max_abs_diff(&logits(&a), &logits(&b)), 0.0);
 }
 
@@ -91,9 +88,7 @@ fn load_err(file: Vec<(String, Tensor)>, config: &BackboneConfig) -> String {
     Tensor::write_safetensors(&file, &path).unwrap();
     let (vs, _) = build(config, 5);
     let before = named(&vs).into_iter().map(|(n, t)| (n, t.copy())).collect::<Vec<_>>();
-    let err = weights::load_safetensors(&vs, &path, config.style)
-        .unwrap_err()
-        .to_string();
+    let err = weights::load_safetensors(&vs, &path, config).unwrap_err().to_string();
     // A rejected file changes nothing.
     let after = vs.variables();
     for (name, t) in before {
@@ -146,9 +141,7 @@ fn a_file_that_is_not_safetensors_is_a_clear_error() {
     std::fs::write(&path, b"not a safetensors file").unwrap();
     let config = tiny(BlockStyle::Gpt2);
     let (vs, _) = build(&config, 9);
-    let err = weights::load_safetensors(&vs, &path, BlockStyle::Gpt2)
-        .unwrap_err()
-        .to_string();
+    let err = weights::load_safetensors(&vs, &path, &config).unwrap_err().to_string();
     assert!(
         err.contains("cannot read safetensors file") && err.contains("model.safetensors"),
         "{err}"
@@ -157,7 +150,7 @@ fn a_file_that_is_not_safetensors_is_a_clear_error() {
 
 #[test]
 fn same_seed_same_weights_and_logits() {
-    for style in [BlockStyle::Gpt2, BlockStyle::Newgpt] {
+    for style in common::ALL_STYLES {
         let config = tiny(style);
         let (_, a) = build(&config, 42);
         let (_, b) = build(&config, 42);

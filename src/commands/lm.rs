@@ -25,7 +25,7 @@ pub fn run(args: &LmArgs) -> anyhow::Result<()> {
     let device = args.device.resolve()?;
     let vs = nn::VarStore::new(device);
     let model = Backbone::new(&vs.root(), &config);
-    weights::load_safetensors(&vs, &args.weights, config.style)?;
+    weights::load_safetensors(&vs, &args.weights, &config)?;
 
     let ids: Vec<i64> = tok.encode(&args.text).into_iter().map(i64::from).collect();
     if ids.is_empty() {

@@ -167,7 +167,7 @@ pub fn evaluate_run(request: &EvalRequest) -> anyhow::Result<EvalOutcome> {
                 spec_name.display()
             );
         }
-        weights::load_safetensors(model.trained_vs(), &file, spec.backbone.style)
+        weights::load_safetensors(model.trained_vs(), &file, &spec.backbone)
             .with_context(|| format!("loading the trained weights of {}", weights_dir.display()))?;
     }
     if o.no_memory && !run::close_memory_gates(model.as_ref()) {

@@ -359,11 +359,19 @@ impl MemoryBank {
 
     /// Exact retrieval: per query `[B, H, T, d]` token and head, the `k_tokens / c` chunks whose
     /// chunk key has the largest inner product with it, token by token (models pass `top_k`).
+    ///
+    /// Under grouped-query attention H is a multiple G of the bank's heads: query head h
+    /// reads key/value head `h / G` (HF's `repeat_kv` grouping).
     pub fn retrieve(&self, queries: &Tensor, k_tokens: i64) -> Result<Retrieved, BankError> {
         let c = self.config.chunk;
         check_top_k(k_tokens, c)?;
         let _guard = tch::no_grad_guard();
         let (b, h, t, d) = queries.size4().expect("queries must be [B, H, T, d]");
+        let kv_heads = self.config.n_head;
+        assert!(
+            h % kv_heads == 0,
+            "{h} query heads cannot share the bank's {kv_heads} key/value heads"
+        );
         let kc = (k_tokens / c).min(self.n_chunks);
         let (slots, top) = self.choose(queries, kc);
         let chunk_mask = top.isfinite(); // [B, H, T, kc]
@@ -371,8 +379,8 @@ impl MemoryBank {
         let streams: Vec<i64> = (0..b as usize).map(|row| self.stream_of_row(row) as i64).collect();
         let stream_of_row = Tensor::from_slice(&streams).to_device(self.config.device);
         // Rows of the flattened stores `[S·H·N, …]`: (stream·H + head)·N + slot.
-        let heads = Tensor::arange(h, (Kind::Int64, self.config.device));
-        let base = (stream_of_row.view([b, 1, 1, 1]) * h + heads.view([1, h, 1, 1])) * n;
+        let heads = Tensor::arange(h, (Kind::Int64, self.config.device)).floor_divide_scalar(h / kv_heads);
+        let base = (stream_of_row.view([b, 1, 1, 1]) * kv_heads + heads.view([1, h, 1, 1])) * n;
         let rows = (base + &slots).view([-1]);
         let gather = |store: &Tensor| {
             store

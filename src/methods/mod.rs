@@ -237,7 +237,7 @@ fn backbone_store(
     let vs = VarStore::new(device);
     let backbone = crate::models::Backbone::new(&vs.root(), spec.backbone);
     if let Some(path) = spec.backbone_weights {
-        weights::load_safetensors(&vs, path, spec.backbone.style).map_err(|source| BuildError::Weights {
+        weights::load_safetensors(&vs, path, spec.backbone).map_err(|source| BuildError::Weights {
             method,
             path: path.to_path_buf(),
             source: Box::new(source),
@@ -249,7 +249,7 @@ fn backbone_store(
 /// The memory bank of a memory method's spec.
 fn memory_bank(spec: &ModelSpec, device: Device) -> Result<MemoryBank, BankError> {
     MemoryBank::new(BankConfig {
-        n_head: spec.backbone.n_head,
+        n_head: spec.backbone.n_kv_head(),
         head_dim: spec.backbone.head_dim(),
         capacity: spec.memory.size,
         chunk: spec.memory.chunk,

@@ -1,10 +1,16 @@
 //! The attention core shared by every backbone family: multi-head causal self-attention
 //! split into projection (the family's [`Projections`]), local attention (scaled dot
-//! product with the causal mask and, where the family uses it, ALiBi) and output
-//! projection, so that memory-augmented layers (LongMem's SideNet layer, MemTRM's backbone
-//! layer) can replace the middle step.
+//! product with the causal mask and the family's position scheme: none, ALiBi or rotary)
+//! and output projection, so that memory-augmented layers (LongMem's SideNet layer,
+//! MemTRM's backbone layer) can replace the middle step.
+//!
+//! Queries, keys and values leave [`Attention::qkv`] before any position term: the rotary
+//! families rotate them only inside local attention ([`Attention::local_inputs`]), so the
+//! memory bank caches position-free keys and memory is read with position-free queries,
+//! as the paper's memory branch (which carries no position signal) needs. Under
+//! grouped-query attention keys and values have fewer heads than queries.
 
-use super::config::BackboneConfig;
+use super::config::{BackboneConfig, RopeScaling, RotaryLayout};
 use tch::{Kind, Tensor};
 
 /// Per-head queries, keys and values of one layer, before any position term.
@@ -12,9 +18,9 @@ use tch::{Kind, Tensor};
 pub struct Qkv {
     /// `[B, H, T, d]`
     pub q: Tensor,
-    /// `[B, H, T, d]`
+    /// `[B, Hkv, T, d]` (Hkv = H but under grouped-query attention)
     pub k: Tensor,
-    /// `[B, H, T, d]`
+    /// `[B, Hkv, T, d]`
     pub v: Tensor,
 }
 
@@ -32,32 +38,46 @@ impl Qkv {
 /// values, and from the merged heads back to the model width. Each family file implements
 /// it (`Gpt2Projections`, `NewGptProjections`).
 pub trait Projections: std::fmt::Debug + Send {
-    /// `x: [B, T, D]` → `[q, k, v]`, each `[B, T, D]` (heads not yet split).
+    /// `x: [B, T, D]` → `[q, k, v]`: `[B, T, H·d]`, `[B, T, Hkv·d]`, `[B, T, Hkv·d]` (heads
+    /// not yet split).
     fn qkv(&self, x: &Tensor) -> [Tensor; 3];
-    /// Merged per-head context `[B, T, D]` → `[B, T, D]`.
+    /// Merged per-head context `[B, T, H·d]` → `[B, T, D]`.
     fn out(&self, merged: &Tensor) -> Tensor;
 }
 
+/// How a family's attention sees positions.
+#[derive(Debug)]
+pub enum Positions {
+    /// None in attention: learned positions enter in the embedding (`gpt2`).
+    Embedding,
+    /// ALiBi slopes `[H]` added to the scores (`newgpt`).
+    Alibi(Tensor),
+    /// Rotary embeddings of queries and keys (`llama`, `neox`).
+    Rotary(Rotary),
+}
+
 /// Causal self-attention of one block: a family's projections around the shared core
-/// (heads, scaled dot product, causal mask and the optional ALiBi bias).
+/// (heads, scaled dot product, causal mask and the family's [`Positions`]).
 #[derive(Debug)]
 pub struct Attention {
     proj: Box<dyn Projections>,
     n_head: i64,
-    /// ALiBi slopes `[H]` for families that encode positions as an attention bias; `None`
-    /// for learned positions (in the embedding).
-    alibi_slopes: Option<Tensor>,
+    n_kv_head: i64,
+    head_dim: i64,
+    positions: Positions,
     dropout: f64,
 }
 
 impl Attention {
-    /// `config`'s heads and dropout around `proj`; `alibi_slopes` (`[H]`, on the weights'
-    /// device) when the family adds ALiBi to the causal mask.
-    pub fn new(proj: Box<dyn Projections>, config: &BackboneConfig, alibi_slopes: Option<Tensor>) -> Self {
+    /// `config`'s heads, head width and dropout around `proj`, with the family's
+    /// `positions` (tensors on the weights' device).
+    pub fn new(proj: Box<dyn Projections>, config: &BackboneConfig, positions: Positions) -> Self {
         Self {
             proj,
             n_head: config.n_head,
-            alibi_slopes,
+            n_kv_head: config.n_kv_head(),
+            head_dim: config.head_dim(),
+            positions,
             dropout: config.dropout,
         }
     }
@@ -66,16 +86,39 @@ impl Attention {
         self.n_head
     }
 
-    /// `x: [B, T, D]` (already layer-normed) → per-head q, k, v `[B, H, T, d]`.
+    /// `x: [B, T, D]` (already normed) → per-head q `[B, H, T, d]`, k and v
+    /// `[B, Hkv, T, d]`, without position terms.
     pub fn qkv(&self, x: &Tensor) -> Qkv {
-        let (b, t, d) = x.size3().expect("attention input must be [B, T, D]");
-        let h = self.n_head;
-        let split = |y: Tensor| y.view([b, t, h, d / h]).transpose(1, 2);
+        let (b, t, _) = x.size3().expect("attention input must be [B, T, D]");
+        let split = |y: Tensor, heads: i64| y.view([b, t, heads, self.head_dim]).transpose(1, 2);
         let [q, k, v] = self.proj.qkv(x);
         Qkv {
-            q: split(q),
-            k: split(k),
-            v: split(v),
+            q: split(q, self.n_head),
+            k: split(k, self.n_kv_head),
+            v: split(v, self.n_kv_head),
+        }
+    }
+
+    /// What local attention attends with: rotary families' queries and keys rotated by
+    /// their positions 0..T in the segment, and keys and values repeated to H heads under
+    /// grouped-query attention (each key/value head serving H/Hkv consecutive query heads).
+    pub fn local_inputs(&self, qkv: &Qkv) -> Qkv {
+        let (q, k) = match &self.positions {
+            Positions::Rotary(rotary) => (rotary.apply(&qkv.q), rotary.apply(&qkv.k)),
+            _ => (qkv.q.shallow_clone(), qkv.k.shallow_clone()),
+        };
+        let group = self.n_head / self.n_kv_head;
+        let repeat = |x: Tensor| {
+            if group == 1 {
+                x
+            } else {
+                x.repeat_interleave_self_int(group, 1, None)
+            }
+        };
+        Qkv {
+            q,
+            k: repeat(k),
+            v: repeat(qkv.v.shallow_clone()),
         }
     }
 
@@ -90,20 +133,22 @@ impl Attention {
     pub fn local_scaled(&self, qkv: &Qkv, scale: Option<f64>, train: bool) -> Tensor {
         let t = qkv.q.size()[2];
         let dropout = if train { self.dropout } else { 0.0 };
-        let bias = self
-            .alibi_slopes
-            .as_ref()
-            .map(|s| alibi_causal_bias(s, t).to_kind(qkv.q.kind()));
+        let bias = match &self.positions {
+            Positions::Alibi(slopes) => Some(alibi_causal_bias(slopes, t).to_kind(qkv.q.kind())),
+            _ => None,
+        };
         let causal = bias.is_none();
-        Tensor::scaled_dot_product_attention(&qkv.q, &qkv.k, &qkv.v, bias, dropout, causal, scale, false)
+        let local = self.local_inputs(qkv);
+        Tensor::scaled_dot_product_attention(&local.q, &local.k, &local.v, bias, dropout, causal, scale, false)
     }
 
-    /// The additive score bias of local attention, `[1 or H, T, T]`: the causal mask
-    /// (`-inf` above the diagonal) plus ALiBi where the family uses it.
+    /// The additive score bias of local attention over [`Attention::local_inputs`],
+    /// `[1 or H, T, T]`: the causal mask (`-inf` above the diagonal) plus ALiBi where the
+    /// family uses it.
     pub fn position_bias(&self, t: i64, device: tch::Device) -> Tensor {
-        match &self.alibi_slopes {
-            Some(slopes) => alibi_causal_bias(slopes, t),
-            None => {
+        match &self.positions {
+            Positions::Alibi(slopes) => alibi_causal_bias(slopes, t),
+            _ => {
                 let future = Tensor::ones([t, t], (Kind::Bool, device)).triu(1);
                 Tensor::zeros([1, t, t], (Kind::Float, device)).masked_fill(&future.unsqueeze(0), f64::NEG_INFINITY)
             }
@@ -141,4 +186,105 @@ pub fn alibi_causal_bias(slopes: &Tensor, t: i64) -> Tensor {
     let bias = -slopes.view([-1, 1, 1]) * distance.unsqueeze(0);
     let future = Tensor::ones([t, t], (Kind::Bool, device)).triu(1);
     bias.masked_fill(&future, f64::NEG_INFINITY)
+}
+
+/// Rotary position embeddings (Su et al. 2021, "RoFormer") as HF's Llama and GPT-NeoX
+/// apply them: the first `rotary_dim` dimensions of each head rotate in pairs
+/// `(i, i + rotary_dim/2)` (`rotate_half`) by angle `position · inv_freq[i]`; the rest pass
+/// through (NeoX's partial rotary).
+#[derive(Debug)]
+pub struct Rotary {
+    /// `[rotary_dim / 2]` f32.
+    inv_freq: Tensor,
+    rotary_dim: i64,
+}
+
+impl Rotary {
+    /// The frequencies of `layout` (θ, rotary dimensions, `rope_scaling`) on `device`.
+    pub fn new(layout: &RotaryLayout, device: tch::Device) -> Self {
+        let dim = layout.rotary_dim;
+        // HF: 1 / θ^(arange(0, dim, 2) / dim), in f32.
+        let exponents = Tensor::arange_start_step(0, dim, 2, (Kind::Float, tch::Device::Cpu)) / dim as f64;
+        let inv_freq = Tensor::from(layout.theta as f32).pow(&exponents).reciprocal();
+        let inv_freq = match layout.scaling {
+            None => inv_freq,
+            Some(RopeScaling::Linear { factor }) => inv_freq / factor,
+            Some(RopeScaling::Llama3 {
+                factor,
+                low_freq_factor,
+                high_freq_factor,
+                original_max_position_embeddings: context,
+            }) => {
+                // HF `_compute_llama3_parameters`: long wavelengths scaled by 1/factor, short
+                // ones kept, the band between interpolated.
+                let wavelen = inv_freq.reciprocal() * (2.0 * std::f64::consts::PI);
+                let (low_wavelen, high_wavelen) = (context / low_freq_factor, context / high_freq_factor);
+                let scaled = inv_freq.where_self(&wavelen.le(low_wavelen), &(&inv_freq / factor));
+                let smooth =
+                    ((wavelen.reciprocal() * context) - low_freq_factor) / (high_freq_factor - low_freq_factor);
+                let smoothed: Tensor = (-&smooth + 1.0) * (&scaled / factor) + &smooth * &scaled;
+                let medium = wavelen.ge(high_wavelen).logical_and(&wavelen.le(low_wavelen));
+                smoothed.where_self(&medium, &scaled)
+            }
+        };
+        Self {
+            inv_freq: inv_freq.to_device(device),
+            rotary_dim: dim,
+        }
+    }
+
+    /// `x: [B, heads, T, d]` rotated by positions 0..T.
+    pub fn apply(&self, x: &Tensor) -> Tensor {
+        let (_, _, t, d) = x.size4().expect("rotary input must be [B, heads, T, d]");
+        let positions = Tensor::arange(t, (Kind::Float, x.device()));
+        let freqs = positions.outer(&self.inv_freq); // [T, r/2]
+        let angles = Tensor::cat(&[&freqs, &freqs], -1); // [T, r]
+        let (cos, sin) = (angles.cos().to_kind(x.kind()), angles.sin().to_kind(x.kind()));
+        let r = self.rotary_dim;
+        let rot = x.narrow(-1, 0, r);
+        let (first, second) = (rot.narrow(-1, 0, r / 2), rot.narrow(-1, r / 2, r / 2));
+        let rotated = &rot * cos + Tensor::cat(&[-second, first], -1) * sin;
+        if r == d {
+            rotated
+        } else {
+            Tensor::cat(&[rotated, x.narrow(-1, r, d - r)], -1)
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::models::RotaryLayout;
+
+    /// Rotary scores depend on positions only through their difference: a query and a key
+    /// placed s positions later score the same; the pass-through dimensions never rotate.
+    #[test]
+    fn rotary_scores_are_relative_and_partial_rotary_passes_the_rest_through() {
+        let layout = RotaryLayout {
+            rotary_dim: 4,
+            ..RotaryLayout::llama(1, 8)
+        };
+        let rotary = Rotary::new(&layout, tch::Device::Cpu);
+        let (q, k) = (
+            Tensor::randn([1, 1, 1, 8], (Kind::Float, tch::Device::Cpu)),
+            Tensor::randn([1, 1, 1, 8], (Kind::Float, tch::Device::Cpu)),
+        );
+        // q and k repeated at every position 0..12; rotated, then scored.
+        let (rq, rk) = (
+            rotary.apply(&q.repeat([1, 1, 12, 1])),
+            rotary.apply(&k.repeat([1, 1, 12, 1])),
+        );
+        let score = |i: i64, j: i64| rq.get(0).get(0).get(i).dot(&rk.get(0).get(0).get(j)).double_value(&[]);
+        for (i, j) in [(3, 1), (7, 2), (11, 0)] {
+            assert!((score(i, j) - score(i - j, 0)).abs() < 1e-4, "({i}, {j})");
+        }
+        assert!(
+            (score(5, 1) - score(1, 5)).abs() > 1e-4,
+            "the sign of the offset matters"
+        );
+        let rest = rq.narrow(-1, 4, 4);
+        assert!(rest.equal(&q.narrow(-1, 4, 4).repeat([1, 1, 12, 1])));
+        assert!(rq.get(0).get(0).get(0).equal(&q.view([8])), "position 0 is not rotated");
+    }
 }

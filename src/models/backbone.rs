@@ -8,7 +8,7 @@ use super::attention::Qkv;
 use super::block::{Block, LayerAttention};
 use super::config::BackboneConfig;
 use super::family::OuterLayers;
-use super::layers::{embedding, layer_norm};
+use super::layers::{embedding, Norm};
 use tch::{nn, nn::Module, Tensor};
 
 /// Everything one forward pass yields.
@@ -42,12 +42,13 @@ pub struct Backbone {
     /// The family's position embedding (if any) and LM head.
     outer: Box<dyn OuterLayers>,
     blocks: Vec<Block>,
-    ln_f: nn::LayerNorm,
+    ln_f: Norm,
 }
 
 impl Backbone {
-    /// Builds the weights under `vs` with the family's checkpoint names (`gpt2`: HF's
-    /// `wte`, `wpe`, `h.{i}`, `ln_f`; `newgpt`: `wte`, `lm_head`, `h.{i}`, `ln_f`).
+    /// Builds the weights under `vs` with the family's names (`gpt2`: HF's `wte`, `wpe`,
+    /// `h.{i}`, `ln_f`; `newgpt`, `llama`, `neox`: `wte`, `lm_head`, `h.{i}`, `ln_f`, the
+    /// blocks' inner names being HF's).
     /// `config` must have passed [`BackboneConfig::validate`].
     pub fn new(vs: &nn::Path, config: &BackboneConfig) -> Self {
         let family = super::family_of(config.style);
@@ -56,7 +57,7 @@ impl Backbone {
         let outer = family.outer_layers(vs, config);
         let h = vs / "h";
         let blocks = (0..config.n_layer).map(|i| family.block(&h / i, config)).collect();
-        let ln_f = layer_norm(vs / "ln_f", d, config.layer_norm_eps);
+        let ln_f = family.final_norm(vs / "ln_f", d, config.layer_norm_eps);
         Self {
             config: config.clone(),
             wte,

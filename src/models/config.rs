@@ -1,6 +1,7 @@
 //! Backbone configuration shared by every family: the shape, the GELU flavour, the memory
-//! layer, and their validation. Each family's defaults live in its own file
-//! ([`super::gpt2`], [`super::newgpt`]).
+//! layer, the rotary families' attention layout, and their validation. Each family's
+//! defaults and Hugging Face `config.json` reader live in its own file ([`super::gpt2`],
+//! [`super::newgpt`], [`super::llama`], [`super::neox`]).
 
 use clap::ValueEnum;
 use serde::{Deserialize, Serialize};
@@ -15,6 +16,12 @@ pub enum BlockStyle {
     Gpt2,
     /// LongMem's backbone: GPT-J-style parallel block, ALiBi, untied LM head with bias.
     Newgpt,
+    /// HF `LlamaForCausalLM` and its layout (SmolLM, TinyLlama, Mistral, Qwen2): RMSNorm,
+    /// SwiGLU, rotary positions, grouped-query attention.
+    Llama,
+    /// HF `GPTNeoXForCausalLM` (Pythia): fused per-head q|k|v, partial rotary, parallel or
+    /// sequential residual, LayerNorms with biases, untied `embed_out`.
+    Neox,
 }
 
 impl std::fmt::Display for BlockStyle {
@@ -70,6 +77,57 @@ pub struct BackboneConfig {
     /// 0-based block whose attention keys/values feed the memory bank (the LongMem paper's
     /// 18th of 24, i.e. `3L/4 - 1`).
     pub memory_layer: i64,
+    /// The rotary families' attention layout (`llama`, `neox`: required); `None` for `gpt2`
+    /// and `newgpt`. Not serialized when `None`, so the older families' configs (and the
+    /// run ids hashed from them) are unchanged.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rotary: Option<RotaryLayout>,
+}
+
+/// Attention layout and rotary settings of the `llama` and `neox` families, as their
+/// Hugging Face `config.json` gives them.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RotaryLayout {
+    /// Key/value heads (`num_key_value_heads`); query head h reads key/value head
+    /// `h / (n_head / n_kv_head)`, as HF's `repeat_kv` does.
+    pub n_kv_head: i64,
+    /// Per-head width d (`head_dim`; default `n_embd / n_head`).
+    pub head_dim: i64,
+    /// Rotary base (`rope_theta`, NeoX's `rotary_emb_base`).
+    pub theta: f64,
+    /// Leading dimensions of each head that rotate (NeoX: `rotary_pct · head_dim`; Llama:
+    /// all); even.
+    pub rotary_dim: i64,
+    /// `rope_scaling`, when the checkpoint sets one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub scaling: Option<RopeScaling>,
+    /// Biases on the q/k/v projections (Qwen2, NeoX, Llama's `attention_bias`).
+    pub qkv_bias: bool,
+    /// Bias on the attention output projection (NeoX, Llama's `attention_bias`).
+    pub out_bias: bool,
+    /// Biases in the MLP (NeoX, Llama's `mlp_bias`).
+    pub mlp_bias: bool,
+    /// LM head tied to the token embedding (`tie_word_embeddings`).
+    pub tied_head: bool,
+    /// NeoX's `use_parallel_residual`: `x + Attn(LN₁ x) + MLP(LN₂ x)`; unused by `llama`.
+    pub parallel_residual: bool,
+}
+
+/// HF's `rope_scaling` types this project implements (`rope_type` / `type`); others are
+/// refused when a config is read.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "lowercase", deny_unknown_fields)]
+pub enum RopeScaling {
+    /// Positions divided by `factor` (HF `_compute_linear_scaling_rope_parameters`).
+    Linear { factor: f64 },
+    /// Llama 3.1's frequency-dependent scaling (HF `_compute_llama3_parameters`).
+    Llama3 {
+        factor: f64,
+        low_freq_factor: f64,
+        high_freq_factor: f64,
+        original_max_position_embeddings: f64,
+    },
 }
 
 /// Why a backbone config cannot be used.
@@ -83,8 +141,12 @@ pub enum ConfigError {
     },
     #[error("cannot read HF config {path}: {source}")]
     Read { path: String, source: std::io::Error },
-    #[error("{path} is not a GPT-2 config.json: {source}")]
-    Parse { path: String, source: serde_json::Error },
+    #[error("{path} is not a {family} config.json: {source}")]
+    Parse {
+        path: String,
+        family: &'static str,
+        source: serde_json::Error,
+    },
 }
 
 impl BackboneConfig {
@@ -107,9 +169,14 @@ impl BackboneConfig {
         super::family_of(self.style).max_segment_len(self)
     }
 
-    /// Head width d = D / H.
+    /// Head width d: D / H, or the rotary layout's explicit `head_dim`.
     pub fn head_dim(&self) -> i64 {
-        self.n_embd / self.n_head
+        self.rotary.as_ref().map_or(self.n_embd / self.n_head, |r| r.head_dim)
+    }
+
+    /// Key/value heads: H, or fewer under grouped-query attention.
+    pub fn n_kv_head(&self) -> i64 {
+        self.rotary.as_ref().map_or(self.n_head, |r| r.n_kv_head)
     }
 
     /// Checks that the shape is buildable.
@@ -127,12 +194,35 @@ impl BackboneConfig {
                 return Err(invalid(key, value, "must be a positive integer"));
             }
         }
-        if self.n_embd % self.n_head != 0 {
-            return Err(invalid(
-                "n_embd",
-                self.n_embd,
-                &format!("must be a multiple of n_head = {}", self.n_head),
-            ));
+        let rotary_family = matches!(self.style, BlockStyle::Llama | BlockStyle::Neox);
+        match (&self.rotary, rotary_family) {
+            (None, true) => {
+                return Err(invalid(
+                    "rotary",
+                    "none",
+                    &format!(
+                        "the {} family needs its rotary layout (n_kv_head, head_dim, theta, ...)",
+                        self.style
+                    ),
+                ))
+            }
+            (Some(_), false) => {
+                return Err(invalid(
+                    "rotary",
+                    "a rotary layout",
+                    &format!("the {} family has no rotary positions; leave it out", self.style),
+                ))
+            }
+            (Some(r), true) => r.validate(self.n_head)?,
+            (None, false) => {
+                if self.n_embd % self.n_head != 0 {
+                    return Err(invalid(
+                        "n_embd",
+                        self.n_embd,
+                        &format!("must be a multiple of n_head = {}", self.n_head),
+                    ));
+                }
+            }
         }
         if !(0.0..1.0).contains(&self.dropout) {
             return Err(invalid("dropout", self.dropout, "must be in [0, 1)"));
@@ -148,6 +238,71 @@ impl BackboneConfig {
             ));
         }
         Ok(())
+    }
+}
+
+impl RotaryLayout {
+    /// The layout of a model whose every head dimension rotates, with Llama's defaults (one
+    /// key/value head per query head, `head_dim = n_embd / n_head`, θ = 10,000, no biases,
+    /// untied head).
+    pub fn llama(n_head: i64, n_embd: i64) -> Self {
+        let head_dim = n_embd / n_head.max(1);
+        Self {
+            n_kv_head: n_head,
+            head_dim,
+            theta: 10_000.0,
+            rotary_dim: head_dim,
+            scaling: None,
+            qkv_bias: false,
+            out_bias: false,
+            mlp_bias: false,
+            tied_head: false,
+            parallel_residual: false,
+        }
+    }
+
+    fn validate(&self, n_head: i64) -> Result<(), ConfigError> {
+        if self.n_kv_head <= 0 || n_head % self.n_kv_head != 0 {
+            return Err(invalid(
+                "n_kv_head",
+                self.n_kv_head,
+                &format!("must be a positive divisor of n_head = {n_head}"),
+            ));
+        }
+        if self.head_dim <= 0 || self.head_dim % 2 != 0 {
+            return Err(invalid("head_dim", self.head_dim, "must be a positive even integer"));
+        }
+        if self.rotary_dim <= 0 || self.rotary_dim % 2 != 0 || self.rotary_dim > self.head_dim {
+            return Err(invalid(
+                "rotary_dim",
+                self.rotary_dim,
+                &format!("must be a positive even integer at most head_dim = {}", self.head_dim),
+            ));
+        }
+        if !(self.theta > 0.0) {
+            return Err(invalid("rope_theta", self.theta, "must be > 0"));
+        }
+        match self.scaling {
+            Some(RopeScaling::Linear { factor }) | Some(RopeScaling::Llama3 { factor, .. }) if !(factor >= 1.0) => {
+                Err(invalid("rope_scaling.factor", factor, "must be at least 1"))
+            }
+            Some(RopeScaling::Llama3 {
+                low_freq_factor,
+                high_freq_factor,
+                original_max_position_embeddings,
+                ..
+            }) if !(high_freq_factor > low_freq_factor
+                && low_freq_factor > 0.0
+                && original_max_position_embeddings > 0.0) =>
+            {
+                Err(invalid(
+                    "rope_scaling",
+                    format!("low_freq_factor {low_freq_factor}, high_freq_factor {high_freq_factor}"),
+                    "needs 0 < low_freq_factor < high_freq_factor and original_max_position_embeddings > 0",
+                ))
+            }
+            _ => Ok(()),
+        }
     }
 }
 

@@ -6,6 +6,7 @@
 
 use super::block::Block;
 use super::config::BackboneConfig;
+use super::layers::{layer_norm, Norm};
 use tch::{nn, Tensor};
 
 /// One backbone family: its defaults, its layers and its checkpoint names.
@@ -25,9 +26,16 @@ pub trait Family: Sync {
     /// One block's weights under `vs`.
     fn block(&self, vs: nn::Path, config: &BackboneConfig) -> Block;
 
-    /// Maps a checkpoint tensor name to the model's name; `None` means the tensor is not a
-    /// weight of this model and is skipped.
-    fn model_name<'a>(&self, checkpoint_name: &'a str) -> Option<&'a str>;
+    /// The final norm (and the SideNet's) of width `d` under `vs`: LayerNorm unless the
+    /// family says otherwise.
+    fn final_norm(&self, vs: nn::Path, d: i64, eps: f64) -> Norm {
+        Norm::Layer(layer_norm(vs, d, eps))
+    }
+
+    /// Maps a checkpoint tensor name (the family's Hugging Face names, or this project's
+    /// own) to the model's name; `None` means the tensor is not a weight of this model and
+    /// is skipped.
+    fn model_name(&self, checkpoint_name: &str, config: &BackboneConfig) -> Option<String>;
 }
 
 /// A family's layers outside the blocks: how positions enter the embedding, and the LM head.

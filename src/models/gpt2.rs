@@ -13,7 +13,7 @@
 //! `tests/fixtures/make_reference.py` builds the HF reference that `tests/reference_parity.rs`
 //! checks this file against.
 
-use super::attention::{Attention, Projections};
+use super::attention::{Attention, Positions, Projections};
 use super::block::{Block, BlockLayers};
 use super::config::{default_memory_layer, BackboneConfig, BlockStyle, ConfigError, Gelu};
 use super::family::{Family, OuterLayers};
@@ -37,6 +37,7 @@ impl BackboneConfig {
             gelu: Gelu::Tanh,
             dropout: 0.1,
             memory_layer: default_memory_layer(n_layer),
+            rotary: None,
         }
     }
 
@@ -60,6 +61,7 @@ impl BackboneConfig {
         })?;
         let hf: Hf = serde_json::from_str(&text).map_err(|source| ConfigError::Parse {
             path: path.display().to_string(),
+            family: "GPT-2",
             source,
         })?;
         let mut config = Self::gpt2(hf.vocab_size, hf.n_layer, hf.n_head, hf.n_embd, hf.n_positions);
@@ -108,7 +110,7 @@ impl Family for Gpt2 {
             c_attn: Conv1D::new(&attn_vs / "c_attn", d, 3 * d),
             c_proj: Conv1D::new(&attn_vs / "c_proj", d, d),
         };
-        let attn = Attention::new(Box::new(projections), config, None);
+        let attn = Attention::new(Box::new(projections), config, Positions::Embedding);
         let mlp_vs = &vs / "mlp";
         let layers = Gpt2Layers {
             ln_1: layer_norm(&vs / "ln_1", d, eps),
@@ -121,10 +123,10 @@ impl Family for Gpt2 {
         Block::from_parts(attn, Box::new(layers), config)
     }
 
-    fn model_name<'a>(&self, checkpoint_name: &'a str) -> Option<&'a str> {
+    fn model_name(&self, checkpoint_name: &str, _config: &BackboneConfig) -> Option<String> {
         let name = checkpoint_name.strip_prefix("transformer.").unwrap_or(checkpoint_name);
         let buffer = name.ends_with(".attn.bias") || name.ends_with(".attn.masked_bias");
-        (!buffer && name != "lm_head.weight").then_some(name)
+        (!buffer && name != "lm_head.weight").then(|| name.to_string())
     }
 }
 

@@ -7,6 +7,10 @@
 //!   A query with no valid retrieved pair (empty bank) gets plain local attention.
 //! - `concat` (ablation): one softmax over the local scores and the memory scores together.
 //!
+//! Memory is read with the layer's queries before any position term; on rotary backbones
+//! only the local scores rotate ([`Attention::local_inputs`]). Under grouped-query
+//! attention the bank holds the key/value heads and each query head reads its group's.
+//!
 //! Dropout applies to the local attention probabilities only, as in the LongMem reference
 //! code.
 
@@ -133,14 +137,15 @@ impl JointAttention<'_> {
                 &local * (1.0 - &g) + memory * g
             }
             JointMode::Concat => {
-                let local_scores = (qkv.q.matmul(&qkv.k.transpose(-1, -2)) * scale).to_kind(Kind::Float)
+                let local = attn.local_inputs(&qkv);
+                let local_scores = (local.q.matmul(&local.k.transpose(-1, -2)) * scale).to_kind(Kind::Float)
                     + attn.position_bias(t, qkv.q.device()).unsqueeze(0);
                 let probs = Tensor::cat(&[local_scores, mem_scores], -1)
                     .softmax(-1, Kind::Float)
                     .to_kind(kind);
                 let local_probs = probs.narrow(-1, 0, t).dropout(attn.dropout(), train);
                 let mem_probs = probs.narrow(-1, t, k_retrieved);
-                local_probs.matmul(&qkv.v) + weighted(&mem_probs)
+                local_probs.matmul(&local.v) + weighted(&mem_probs)
             }
         };
         AttentionOutput {

@@ -29,3 +29,46 @@ pub fn embedding(vs: nn::Path, n: i64, d: i64) -> nn::Embedding {
     };
     nn::embedding(vs, n, d, config)
 }
+
+/// A family's normalisation layer: LayerNorm (`gpt2`, `newgpt`, `neox`) or RMSNorm
+/// (`llama`).
+#[derive(Debug)]
+pub enum Norm {
+    Layer(nn::LayerNorm),
+    Rms(RmsNorm),
+}
+
+impl nn::Module for Norm {
+    fn forward(&self, xs: &tch::Tensor) -> tch::Tensor {
+        match self {
+            Norm::Layer(ln) => ln.forward(xs),
+            Norm::Rms(rms) => rms.forward(xs),
+        }
+    }
+}
+
+/// RMSNorm as HF's `LlamaRMSNorm`: `weight · x / √(mean(x²) + eps)`, the statistics in
+/// f32; weight 1 at init.
+#[derive(Debug)]
+pub struct RmsNorm {
+    pub weight: tch::Tensor,
+    eps: f64,
+}
+
+impl RmsNorm {
+    pub fn new(vs: nn::Path, d: i64, eps: f64) -> Self {
+        Self {
+            weight: vs.var("weight", &[d], nn::Init::Const(1.0)),
+            eps,
+        }
+    }
+}
+
+impl nn::Module for RmsNorm {
+    fn forward(&self, xs: &tch::Tensor) -> tch::Tensor {
+        let x = xs.to_kind(tch::Kind::Float);
+        let variance = x.square().mean_dim(-1, true, tch::Kind::Float);
+        let normed = (x * (variance + self.eps).rsqrt()).to_kind(xs.kind());
+        &self.weight * normed
+    }
+}

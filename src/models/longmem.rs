@@ -18,7 +18,7 @@ use super::backbone::Backbone;
 use super::block::{Block, LayerAttention};
 use super::config::{BackboneConfig, Gelu};
 use super::joint::{JointAttention, JointMode};
-use super::layers::layer_norm;
+use super::layers::Norm;
 use crate::memory::MemoryBank;
 use crate::profile::{Stage, StageClock};
 use serde::{Deserialize, Serialize};
@@ -110,7 +110,7 @@ pub struct LongMem {
     pub backbone: Backbone,
     pub config: SideNetConfig,
     blocks: Vec<Block>,
-    ln_f: nn::LayerNorm,
+    ln_f: Norm,
     /// Per-head gate logits `[H]`, initialised to 0 (σ = 0.5).
     pub gate: Tensor,
 }
@@ -127,7 +127,8 @@ impl LongMem {
         };
         let h = side / "h";
         let blocks = (0..config.layers).map(|i| Block::new(&h / i, &side_config)).collect();
-        let ln_f = layer_norm(side / "ln_f", side_config.n_embd, config.layer_norm_eps);
+        let ln_f =
+            super::family_of(side_config.style).final_norm(side / "ln_f", side_config.n_embd, config.layer_norm_eps);
         let gate = side.zeros("mem_gate", &[side_config.n_head]);
         Self {
             backbone,

@@ -1,5 +1,6 @@
 //! Models: the backbone, generic over its family (one file per family: [`gpt2`],
-//! [`newgpt`]), and its weights I/O; LongMem and the MemTRM-style coupled baseline built on
+//! [`newgpt`], [`llama`], [`neox`]; Hugging Face directories through [`hf`]), and its
+//! weights I/O; LongMem and the MemTRM-style coupled baseline built on
 //! it, sharing the attention core and the joint attention. Plain baselines are the backbone
 //! itself.
 //!
@@ -13,17 +14,20 @@ pub mod block;
 pub mod config;
 pub mod family;
 pub mod gpt2;
+pub mod hf;
 pub mod joint;
 pub mod layers;
+pub mod llama;
 pub mod longmem;
 pub mod memtrm;
+pub mod neox;
 pub mod newgpt;
 pub mod weights;
 
 pub use attention::{Attention, Qkv};
 pub use backbone::{Backbone, BackboneOutput};
 pub use block::{AttentionOutput, Block, LayerAttention};
-pub use config::{default_memory_layer, BackboneConfig, BlockStyle, Gelu};
+pub use config::{default_memory_layer, BackboneConfig, BlockStyle, Gelu, RopeScaling, RotaryLayout};
 pub use joint::{JointAttention, JointMode};
 pub use longmem::{LongMem, LongMemOutput, SideNetConfig};
 pub use memtrm::{MemTrm, MemTrmConfig, MemTrmOutput, TrainableBlocks};
@@ -33,5 +37,7 @@ pub fn family_of(style: BlockStyle) -> &'static dyn family::Family {
     match style {
         BlockStyle::Gpt2 => &gpt2::Gpt2,
         BlockStyle::Newgpt => &newgpt::NewGpt,
+        BlockStyle::Llama => &llama::Llama,
+        BlockStyle::Neox => &neox::Neox,
     }
 }

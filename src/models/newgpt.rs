@@ -12,7 +12,7 @@
 //! Checkpoints carry this project's names; as for `gpt2`, an optional `transformer.`
 //! prefix is stripped.
 
-use super::attention::{alibi_slopes, Attention, Projections};
+use super::attention::{alibi_slopes, Attention, Positions, Projections};
 use super::block::{Block, BlockLayers};
 use super::config::{BackboneConfig, BlockStyle, Gelu};
 use super::family::{Family, OuterLayers};
@@ -59,7 +59,7 @@ impl Family for NewGpt {
             out_proj: linear(&attn_vs / "out_proj", d, d, false),
         };
         let slopes = alibi_slopes(config.n_head).to_device(vs.device());
-        let attn = Attention::new(Box::new(projections), config, Some(slopes));
+        let attn = Attention::new(Box::new(projections), config, Positions::Alibi(slopes));
         let mlp_vs = &vs / "mlp";
         let layers = NewGptLayers {
             ln: layer_norm(&vs / "ln", d, config.layer_norm_eps),
@@ -71,8 +71,13 @@ impl Family for NewGpt {
         Block::from_parts(attn, Box::new(layers), config)
     }
 
-    fn model_name<'a>(&self, checkpoint_name: &'a str) -> Option<&'a str> {
-        Some(checkpoint_name.strip_prefix("transformer.").unwrap_or(checkpoint_name))
+    fn model_name(&self, checkpoint_name: &str, _config: &BackboneConfig) -> Option<String> {
+        Some(
+            checkpoint_name
+                .strip_prefix("transformer.")
+                .unwrap_or(checkpoint_name)
+                .to_string(),
+        )
     }
 }
 

@@ -1,10 +1,12 @@
 //! Loading and saving weights as safetensors by tensor name.
 //!
-//! A `VarStore` built by [`super::Backbone::new`] has exactly the checkpoint's names, so
-//! loading is a name lookup after the family's own mapping ([`super::family::Family::model_name`]:
-//! for `gpt2`, Hugging Face files load unchanged).
+//! Loading is a name lookup after the family's own mapping
+//! ([`super::family::Family::model_name`]): Hugging Face files of every family load
+//! unchanged, from a `.safetensors` file or from a model directory (`model.safetensors`, or
+//! the shards that `model.safetensors.index.json` lists). Tensors of any float dtype (bf16,
+//! f16, f32) are converted to the model's.
 
-use super::config::BlockStyle;
+use super::config::BackboneConfig;
 use crate::fsutil::temp_path;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -14,6 +16,13 @@ use tch::{nn::VarStore, Tensor};
 pub enum WeightsError {
     #[error("cannot read safetensors file {path}: {source}")]
     Read { path: PathBuf, source: tch::TchError },
+    #[error(
+        "{path} is a directory without model.safetensors or model.safetensors.index.json; \
+         point at a Hugging Face model directory or a .safetensors file"
+    )]
+    NoWeights { path: PathBuf },
+    #[error("cannot read the shard index {path}: {reason}")]
+    Index { path: PathBuf, reason: String },
     #[error(
         "{path}: tensor `{name}` is missing (expected shape {expected:?}){more}; \
          check that the file matches the model config (style, n_layer, widths)"
@@ -53,19 +62,59 @@ pub enum WeightsError {
     },
 }
 
-/// Copies every variable of `vs` from the safetensors file at `path`, whose tensors carry
-/// `style`'s checkpoint names. Every variable must be present with its exact shape; dtypes
+/// The safetensors files of `path`: the file itself, or a Hugging Face model directory's
+/// `model.safetensors`, or the shards its `model.safetensors.index.json` lists (in order).
+pub fn safetensors_files(path: &Path) -> Result<Vec<PathBuf>, WeightsError> {
+    if !path.is_dir() {
+        return Ok(vec![path.to_path_buf()]);
+    }
+    let single = path.join("model.safetensors");
+    if single.is_file() {
+        return Ok(vec![single]);
+    }
+    let index = path.join("model.safetensors.index.json");
+    if !index.is_file() {
+        return Err(WeightsError::NoWeights {
+            path: path.to_path_buf(),
+        });
+    }
+    #[derive(serde::Deserialize)]
+    struct Index {
+        weight_map: BTreeMap<String, String>,
+    }
+    let bad = |reason: String| WeightsError::Index {
+        path: index.clone(),
+        reason,
+    };
+    let text = std::fs::read_to_string(&index).map_err(|e| bad(e.to_string()))?;
+    let parsed: Index = serde_json::from_str(&text).map_err(|e| bad(e.to_string()))?;
+    let mut files: Vec<String> = parsed.weight_map.into_values().collect();
+    files.sort();
+    files.dedup();
+    if files.is_empty() {
+        return Err(bad("its weight_map lists no shard".into()));
+    }
+    Ok(files.into_iter().map(|f| path.join(f)).collect())
+}
+
+/// Copies every variable of `vs` from the safetensors weights at `path` (a file or a
+/// Hugging Face model directory, [`safetensors_files`]), whose tensors carry `config`'s
+/// family's checkpoint names. Every variable must be present with its exact shape; dtypes
 /// are converted. Nothing is copied unless all checks pass.
-pub fn load_safetensors(vs: &VarStore, path: &Path, style: BlockStyle) -> Result<(), WeightsError> {
-    let tensors = Tensor::read_safetensors(path).map_err(|source| WeightsError::Read {
-        path: path.to_path_buf(),
-        source,
-    })?;
-    let family = super::family_of(style);
-    let mut by_name: BTreeMap<String, Tensor> = tensors
-        .into_iter()
-        .filter_map(|(name, tensor)| family.model_name(&name).map(|n| (n.to_string(), tensor)))
-        .collect();
+pub fn load_safetensors(vs: &VarStore, path: &Path, config: &BackboneConfig) -> Result<(), WeightsError> {
+    let family = super::family_of(config.style);
+    let mut by_name: BTreeMap<String, Tensor> = BTreeMap::new();
+    for file in safetensors_files(path)? {
+        let tensors = Tensor::read_safetensors(&file).map_err(|source| WeightsError::Read {
+            path: file.clone(),
+            source,
+        })?;
+        by_name.extend(
+            tensors
+                .into_iter()
+                .filter_map(|(name, tensor)| family.model_name(&name, config).map(|n| (n, tensor))),
+        );
+    }
     let variables = vs.variables();
     let mut names: Vec<&String> = variables.keys().collect();
     names.sort();

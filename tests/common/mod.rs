@@ -156,3 +156,40 @@ pub fn assert_all_done_once(experiment: &Path) {
         );
     }
 }
+
+/// Every backbone family.
+pub const ALL_STYLES: [longmem_bench::models::BlockStyle; 4] = [
+    longmem_bench::models::BlockStyle::Gpt2,
+    longmem_bench::models::BlockStyle::Newgpt,
+    longmem_bench::models::BlockStyle::Llama,
+    longmem_bench::models::BlockStyle::Neox,
+];
+
+/// A small backbone of `style`: `n_head` query heads of width D / H for gpt2, newgpt and
+/// neox; for llama twice as many query heads sharing `n_head` key/value heads
+/// (grouped-query attention) of an explicit width 2·D/(2H), so that every family's bank
+/// holds `n_head` heads of width D / `n_head`.
+pub fn tiny_backbone(
+    style: longmem_bench::models::BlockStyle,
+    vocab: i64,
+    n_layer: i64,
+    n_head: i64,
+    n_embd: i64,
+    n_positions: i64,
+) -> longmem_bench::models::BackboneConfig {
+    use longmem_bench::models::{BackboneConfig, BlockStyle};
+    match style {
+        BlockStyle::Gpt2 => BackboneConfig::gpt2(vocab, n_layer, n_head, n_embd, n_positions),
+        BlockStyle::Newgpt => BackboneConfig::newgpt(vocab, n_layer, n_head, n_embd, n_positions),
+        BlockStyle::Neox => BackboneConfig::neox(vocab, n_layer, n_head, n_embd, n_positions),
+        BlockStyle::Llama => {
+            let mut c = BackboneConfig::llama(vocab, n_layer, 2 * n_head, n_embd, n_positions);
+            let layout = c.rotary.as_mut().expect("llama has a rotary layout");
+            layout.n_kv_head = n_head;
+            layout.head_dim = n_embd / n_head;
+            layout.rotary_dim = n_embd / n_head;
+            c.validate().expect("a valid tiny llama");
+            c
+        }
+    }
+}

@@ -29,8 +29,18 @@ impl MemoryBank {
     /// (the selection, not the arithmetic, is what costs; see `longmem bench`). Other banks,
     /// and searches whose whole score matrix is small, score densely and take torch's
     /// `topk`. Both give the same slots (ties aside).
+    ///
+    /// Under grouped-query attention `queries` has more heads than the bank (a multiple G of
+    /// them): the G query heads that share a key/value head search it together, as one
+    /// block of G·T queries.
     pub fn search(&self, queries: &Tensor, kc: i64) -> (Tensor, Tensor) {
-        let (b, _, t, _) = queries.size4().expect("queries must be [B, H, T, d]");
+        let (b, h, t, d) = queries.size4().expect("queries must be [B, H, T, d]");
+        let kv_heads = self.config.n_head;
+        if h != kv_heads {
+            let grouped = queries.reshape([b, kv_heads, h / kv_heads * t, d]);
+            let (slots, top) = self.search(&grouped, kc);
+            return (slots.view([b, h, t, kc]), top.view([b, h, t, kc]));
+        }
         if self.searches_blocked(b, t) {
             self.search_blocked(queries, kc)
         } else {
