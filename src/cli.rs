@@ -139,7 +139,8 @@ pub struct DoctorArgs {
 
 #[derive(Debug, Args)]
 pub struct TokenizeArgs {
-    #[arg(long, value_enum, default_value_t = TokenizerKind::Gpt2)]
+    /// byte, gpt2, or a Hugging Face tokenizer.json (or model directory holding one).
+    #[arg(long, default_value_t = TokenizerKind::Gpt2)]
     pub tokenizer: TokenizerKind,
     /// Treat the input as whitespace-separated ids and print the decoded text.
     #[arg(long)]
@@ -150,15 +151,18 @@ pub struct TokenizeArgs {
 
 #[derive(Debug, Args)]
 pub struct LmArgs {
-    /// `model.safetensors` (HF GPT-2 layout for gpt2, this project's names for newgpt).
+    /// A Hugging Face model directory (config.json and model.safetensors or shards), or a
+    /// `.safetensors` file (HF names for gpt2, llama, neox; this project's for newgpt).
     #[arg(long)]
     pub weights: PathBuf,
-    /// Model config: an HF GPT-2 `config.json`, or a TOML backbone config (any style).
-    /// Default: `config.json` beside the weights.
+    /// Model config: an HF `config.json` (gpt2, llama, mistral, qwen2, gpt_neox), or a TOML
+    /// backbone config (any style). Default: the `config.json` in or beside the weights.
     #[arg(long)]
     pub config: Option<PathBuf>,
-    #[arg(long, value_enum, default_value_t = TokenizerKind::Gpt2)]
-    pub tokenizer: TokenizerKind,
+    /// byte, gpt2, or a Hugging Face tokenizer.json (or model directory holding one).
+    /// Default: the model directory's tokenizer.json where it has one, else gpt2.
+    #[arg(long)]
+    pub tokenizer: Option<TokenizerKind>,
     /// cpu, cuda, cuda:N or auto.
     #[arg(long, default_value = "cpu")]
     pub device: DeviceSpec,

@@ -8,16 +8,23 @@ use std::path::Path;
 use tch::{nn, Kind, Tensor};
 
 pub fn run(args: &LmArgs) -> anyhow::Result<()> {
-    let config_path = match &args.config {
-        Some(path) => path.clone(),
-        None => args.weights.with_file_name("config.json"),
+    let model_dir = args.weights.is_dir().then_some(args.weights.as_path());
+    let config_path = match (&args.config, model_dir) {
+        (Some(path), _) => path.clone(),
+        (None, Some(dir)) => dir.join("config.json"),
+        (None, None) => args.weights.with_file_name("config.json"),
     };
     let config = read_config(&config_path)?;
-    let tok = args.tokenizer.build();
+    let tokenizer = match (&args.tokenizer, model_dir) {
+        (Some(kind), _) => kind.clone(),
+        (None, Some(dir)) if dir.join("tokenizer.json").is_file() => crate::tokenizer::TokenizerKind::Hf(dir.into()),
+        (None, _) => crate::tokenizer::TokenizerKind::Gpt2,
+    };
+    let tok = tokenizer.load()?;
     if tok.vocab_size() as i64 > config.vocab_size {
         bail!(
-            "the {:?} tokenizer has {} ids but the model's vocab_size is {}; pick --tokenizer to match the model",
-            args.tokenizer,
+            "the tokenizer {} has {} ids but the model's vocab_size is {}; pick --tokenizer to match the model",
+            tokenizer,
             tok.vocab_size(),
             config.vocab_size
         );
@@ -31,7 +38,7 @@ pub fn run(args: &LmArgs) -> anyhow::Result<()> {
     if ids.is_empty() {
         bail!("the text is empty: give at least one token to score");
     }
-    if ids.len() as i64 > config.n_positions {
+    if config.max_segment_len().is_some() && ids.len() as i64 > config.n_positions {
         bail!(
             "the text is {} tokens, more than the model's n_positions = {}",
             ids.len(),
@@ -66,10 +73,10 @@ pub fn run(args: &LmArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// An HF GPT-2 `config.json`, or a TOML [`BackboneConfig`].
+/// An HF `config.json` (read by its `model_type`), or a TOML [`BackboneConfig`].
 fn read_config(path: &Path) -> anyhow::Result<BackboneConfig> {
     if path.extension().is_some_and(|e| e == "json") {
-        return Ok(BackboneConfig::from_hf_gpt2_config(path)?);
+        return Ok(crate::models::hf::config_of_file(path)?);
     }
     let text = std::fs::read_to_string(path).with_context(|| format!("cannot read model config {}", path.display()))?;
     let config: BackboneConfig =

@@ -4,7 +4,7 @@ use crate::cli::TokenizeArgs;
 use anyhow::{bail, Context};
 
 pub fn run(args: &TokenizeArgs) -> anyhow::Result<()> {
-    let tok = args.tokenizer.build();
+    let tok = args.tokenizer.load()?;
     if args.decode {
         let ids = args
             .input
@@ -13,7 +13,7 @@ pub fn run(args: &TokenizeArgs) -> anyhow::Result<()> {
             .collect::<anyhow::Result<Vec<_>>>()?;
         if let Some(bad) = ids.iter().find(|&&id| id as usize >= tok.vocab_size()) {
             bail!(
-                "token id {bad} is outside the {:?} vocabulary (0..{})",
+                "token id {bad} is outside the {} vocabulary (0..{})",
                 args.tokenizer,
                 tok.vocab_size()
             );

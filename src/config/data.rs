@@ -21,9 +21,6 @@ mod defaults {
     pub fn cargo_min_bytes() -> usize {
         20_000
     }
-    pub fn tokenizer() -> crate::tokenizer::TokenizerKind {
-        crate::tokenizer::TokenizerKind::Gpt2
-    }
     pub fn holdout() -> f64 {
         0.1
     }
@@ -46,8 +43,9 @@ pub enum RawDataSpec {
         #[serde(default)]
         min_bytes: usize,
         max_bytes: Option<usize>,
-        #[serde(default = "defaults::tokenizer")]
-        tokenizer: TokenizerKind,
+        /// Default: the tokenizer of `backbone.weights` when that is a model directory
+        /// with a `tokenizer.json`, else GPT-2's.
+        tokenizer: Option<TokenizerKind>,
         #[serde(default = "defaults::holdout")]
         holdout: f64,
     },
@@ -58,8 +56,9 @@ pub enum RawDataSpec {
         #[serde(default)]
         min_bytes: usize,
         max_bytes: Option<usize>,
-        #[serde(default = "defaults::tokenizer")]
-        tokenizer: TokenizerKind,
+        /// Default: the tokenizer of `backbone.weights` when that is a model directory
+        /// with a `tokenizer.json`, else GPT-2's.
+        tokenizer: Option<TokenizerKind>,
         #[serde(default = "defaults::holdout")]
         holdout: f64,
     },
@@ -68,8 +67,9 @@ pub enum RawDataSpec {
         #[serde(default = "defaults::cargo_min_bytes")]
         min_bytes: usize,
         max_bytes: Option<usize>,
-        #[serde(default = "defaults::tokenizer")]
-        tokenizer: TokenizerKind,
+        /// Default: the tokenizer of `backbone.weights` when that is a model directory
+        /// with a `tokenizer.json`, else GPT-2's.
+        tokenizer: Option<TokenizerKind>,
         #[serde(default = "defaults::holdout")]
         holdout: f64,
     },
@@ -147,7 +147,12 @@ impl DataSpec {
             DataSpec::Recall(r) => r.vocab_size(),
             DataSpec::Needle(n) => n.vocab_size(),
             DataSpec::Variables(v) => v.vocab_size(),
-            _ => self.tokenizer().expect("text data has a tokenizer").vocab_size() as i64,
+            // A model's tokenizer that is not on this machine (planning elsewhere) has no
+            // known vocabulary: 0, so that nothing is checked against it.
+            DataSpec::TextDir { corpus, .. } | DataSpec::Jsonl { corpus, .. } | DataSpec::Cargo { corpus, .. } => {
+                corpus.tokenizer.load().map_or(0, |t| t.vocab_size() as i64)
+            }
+            DataSpec::Demos(d) => d.vocab().vocab_size() as i64,
         }
     }
 
@@ -160,6 +165,16 @@ impl DataSpec {
             DataSpec::TextDir { corpus, .. } | DataSpec::Jsonl { corpus, .. } | DataSpec::Cargo { corpus, .. } => {
                 Some(corpus.tokenizer.build())
             }
+        }
+    }
+
+    /// The tokenizer setting of a text corpus; `None` for the generators.
+    pub fn tokenizer_kind(&self) -> Option<&TokenizerKind> {
+        match self {
+            DataSpec::TextDir { corpus, .. } | DataSpec::Jsonl { corpus, .. } | DataSpec::Cargo { corpus, .. } => {
+                Some(&corpus.tokenizer)
+            }
+            _ => None,
         }
     }
 
@@ -183,8 +198,9 @@ impl DataSpec {
 /// The invalid-key error of the spec being resolved: key, value given, what is allowed.
 type Invalid<'a> = &'a dyn Fn(&str, &dyn std::fmt::Display, &str) -> SpecError;
 
-/// Validates the data section and makes its paths absolute.
-pub(super) fn resolve_data(data: RawDataSpec, r: &Resolver) -> Result<DataSpec, SpecError> {
+/// Validates the data section and makes its paths absolute. `model_dir` is the backbone's
+/// Hugging Face model directory, whose `tokenizer.json` text corpora default to.
+pub(super) fn resolve_data(data: RawDataSpec, model_dir: Option<&Path>, r: &Resolver) -> Result<DataSpec, SpecError> {
     let (base, check_paths) = (r.base(), r.check_paths());
     let invalid: Invalid = &|key: &str, value: &dyn std::fmt::Display, allowed: &str| r.invalid(key, value, allowed);
     Ok(match data {
@@ -208,12 +224,35 @@ pub(super) fn resolve_data(data: RawDataSpec, r: &Resolver) -> Result<DataSpec, 
                 .map_err(|e| invalid(&format!("data.{}", e.key), &e.value, &e.allowed))?;
             DataSpec::Demos(d)
         }
-        corpus => resolve_corpus(corpus, base, check_paths, invalid)?,
+        corpus => {
+            let model_tokenizer = model_dir
+                .filter(|dir| dir.join("tokenizer.json").is_file())
+                .map(|dir| TokenizerKind::Hf(dir.to_path_buf()));
+            resolve_corpus(corpus, base, check_paths, model_tokenizer, invalid)?
+        }
     })
 }
 
 /// [`resolve_data`] for the corpus kinds: their shared settings checked, their file found.
-fn resolve_corpus(data: RawDataSpec, base: &Path, check_paths: bool, invalid: Invalid) -> Result<DataSpec, SpecError> {
+fn resolve_corpus(
+    data: RawDataSpec,
+    base: &Path,
+    check_paths: bool,
+    model_tokenizer: Option<TokenizerKind>,
+    invalid: Invalid,
+) -> Result<DataSpec, SpecError> {
+    let tokenizer_of = |given: Option<TokenizerKind>| {
+        let tokenizer = given
+            .map(|t| t.resolved(base))
+            .or(model_tokenizer.clone())
+            .unwrap_or(TokenizerKind::Gpt2);
+        if let (TokenizerKind::Hf(path), true) = (&tokenizer, check_paths) {
+            if let Err(e) = tokenizer.load() {
+                return Err(invalid("data.tokenizer", &path.display(), &e.to_string()));
+            }
+        }
+        Ok(tokenizer)
+    };
     Ok(match data {
         RawDataSpec::Recall(_) | RawDataSpec::Needle(_) | RawDataSpec::Variables(_) | RawDataSpec::Demos(_) => {
             unreachable!("generators are no corpus")
@@ -226,7 +265,7 @@ fn resolve_corpus(data: RawDataSpec, base: &Path, check_paths: bool, invalid: In
             tokenizer,
             holdout,
         } => {
-            let corpus = corpus_options(tokenizer, holdout, min_bytes, max_bytes, invalid)?;
+            let corpus = corpus_options(tokenizer_of(tokenizer)?, holdout, min_bytes, max_bytes, invalid)?;
             let path = resolve_path(base, &path);
             if check_paths && !path.is_dir() {
                 return Err(invalid(
@@ -251,7 +290,7 @@ fn resolve_corpus(data: RawDataSpec, base: &Path, check_paths: bool, invalid: In
             tokenizer,
             holdout,
         } => {
-            let corpus = corpus_options(tokenizer, holdout, min_bytes, max_bytes, invalid)?;
+            let corpus = corpus_options(tokenizer_of(tokenizer)?, holdout, min_bytes, max_bytes, invalid)?;
             let path = resolve_path(base, &path);
             if check_paths && !path.is_file() {
                 return Err(invalid("data.path", &path.display(), "an existing JSONL file"));
@@ -271,7 +310,7 @@ fn resolve_corpus(data: RawDataSpec, base: &Path, check_paths: bool, invalid: In
             tokenizer,
             holdout,
         } => {
-            let corpus = corpus_options(tokenizer, holdout, min_bytes, max_bytes, invalid)?;
+            let corpus = corpus_options(tokenizer_of(tokenizer)?, holdout, min_bytes, max_bytes, invalid)?;
             let lock = lock.map_or_else(
                 || Path::new(env!("CARGO_MANIFEST_DIR")).join("Cargo.lock"),
                 |l| resolve_path(base, &l),

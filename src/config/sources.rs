@@ -105,7 +105,7 @@ pub fn source(spec: &Spec, split: Split, rows: usize) -> anyhow::Result<AnySourc
         }
     };
     let part = split_documents(docs, corpus, split)?;
-    let tokenized = tokenize_cached(&part, corpus.tokenizer, &default_cache_dir())?;
+    let tokenized = tokenize_cached(&part, &corpus.tokenizer, &default_cache_dir())?;
     Ok(AnySource::Corpus(CorpusSource {
         corpus: Arc::new(tokenized),
         rows: rows as u64,

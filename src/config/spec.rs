@@ -244,12 +244,15 @@ impl Spec {
 impl RawSpec {
     /// Resolves every section, in the order their errors are reported.
     pub(super) fn resolve(self, r: &Resolver) -> Result<Spec, SpecError> {
-        let data = resolve_data(self.data, r)?;
+        let backbone_weights = self.backbone.weights.as_ref().map(|w| resolve_path(r.base(), w));
+        let model_dir = backbone_weights.as_deref().filter(|w| w.is_dir());
+        let data = resolve_data(self.data, model_dir, r)?;
         let train = self.train.resolve(self.seed, self.method, self.device, r)?;
         let segment_len = self.train.segment_len;
-        let backbone = self.backbone.resolve(data.vocab_size(), segment_len, r)?;
-        let backbone_weights = self.backbone.weights.as_ref().map(|w| resolve_path(r.base(), w));
         check_weights(backbone_weights.as_deref(), self.method, r)?;
+        let backbone = self
+            .backbone
+            .resolve(data.vocab_size(), segment_len, backbone_weights.as_deref(), r)?;
         let memory = resolve_memory(&self.memory, &self.memtrm, self.method, r)?;
         let sidenet = self.sidenet.resolve(&backbone, r)?;
         let memtrm = self.memtrm.resolve(&backbone, r)?;
@@ -281,9 +284,11 @@ fn check_weights(weights: Option<&Path>, method: Method, r: &Resolver) -> Result
             &"(missing)",
             &format!("method {method} starts from a trained backbone: set it to a pretrain run's backbone.safetensors"),
         )),
-        Some(w) if r.checks_weights() && !w.is_file() => {
-            Err(r.invalid("backbone.weights", &w.display(), "an existing safetensors file"))
-        }
+        Some(w) if r.checks_weights() && !w.is_file() && !w.is_dir() => Err(r.invalid(
+            "backbone.weights",
+            &w.display(),
+            "an existing .safetensors file or Hugging Face model directory",
+        )),
         _ => Ok(()),
     }
 }

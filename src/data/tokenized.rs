@@ -27,9 +27,20 @@ impl TokenizedCorpus {
 }
 
 /// The cache key of `docs` under `tokenizer`.
-pub fn cache_key(docs: &[TextDocument], tokenizer: TokenizerKind) -> String {
+pub fn cache_key(docs: &[TextDocument], tokenizer: &TokenizerKind) -> String {
     let mut hasher = blake3::Hasher::new();
     hasher.update(format!("tokenizer={tokenizer:?}\n").as_bytes());
+    if let TokenizerKind::Hf(path) = tokenizer {
+        // The tokenizer's files, not only their path: editing them invalidates the cache.
+        let dir = if path.is_dir() {
+            path.clone()
+        } else {
+            path.parent().unwrap_or(path).to_path_buf()
+        };
+        for name in ["tokenizer.json", "tokenizer_config.json", "generation_config.json"] {
+            hasher.update(&std::fs::read(dir.join(name)).unwrap_or_default());
+        }
+    }
     for doc in docs {
         hasher.update(&(doc.id.len() as u64).to_le_bytes());
         hasher.update(doc.id.as_bytes());
@@ -42,7 +53,7 @@ pub fn cache_key(docs: &[TextDocument], tokenizer: TokenizerKind) -> String {
 /// Tokenises `docs` with `tokenizer`, reading and writing the cache under `cache_dir`.
 pub fn tokenize_cached(
     docs: &[TextDocument],
-    tokenizer: TokenizerKind,
+    tokenizer: &TokenizerKind,
     cache_dir: &Path,
 ) -> Result<TokenizedCorpus, DataError> {
     let tok = tokenizer.build();
@@ -61,7 +72,12 @@ pub fn tokenize_cached(
             _ => tracing::warn!(cache = %path.display(), "unreadable token cache; tokenising again"),
         }
     }
-    let tokens: Vec<Vec<u32>> = docs.par_iter().map(|d| tok.encode(&d.text)).collect();
+    // Each document starts with the tokenizer's beginning-of-text ids (none but for a
+    // model's own tokenizer that adds a BOS).
+    let tokens: Vec<Vec<u32>> = docs
+        .par_iter()
+        .map(|d| [tok.begin_of_text(), &tok.encode(&d.text)].concat())
+        .collect();
     let ids: Vec<String> = docs.iter().map(|d| d.id.clone()).collect();
     std::fs::create_dir_all(cache_dir).map_err(|source| DataError::Io {
         path: cache_dir.to_path_buf(),
@@ -203,21 +219,21 @@ mod tests {
     fn tokens_equal_the_tokenizer_and_come_back_from_the_cache() {
         let dir = tempfile::tempdir().unwrap();
         let docs = docs();
-        let first = tokenize_cached(&docs, TokenizerKind::Gpt2, dir.path()).unwrap();
+        let first = tokenize_cached(&docs, &TokenizerKind::Gpt2, dir.path()).unwrap();
         let tok = TokenizerKind::Gpt2.build();
         for (d, t) in docs.iter().zip(&first.docs) {
             assert_eq!(&tok.encode(&d.text), t);
         }
         let files: Vec<_> = std::fs::read_dir(dir.path()).unwrap().collect();
         assert_eq!(files.len(), 1);
-        let second = tokenize_cached(&docs, TokenizerKind::Gpt2, dir.path()).unwrap();
+        let second = tokenize_cached(&docs, &TokenizerKind::Gpt2, dir.path()).unwrap();
         assert_eq!(first, second);
         // Another tokenizer or other text is another cache entry.
-        let bytes = tokenize_cached(&docs, TokenizerKind::Byte, dir.path()).unwrap();
+        let bytes = tokenize_cached(&docs, &TokenizerKind::Byte, dir.path()).unwrap();
         assert_eq!(bytes.docs[3].len(), docs[3].text.len());
         assert_ne!(
-            cache_key(&docs, TokenizerKind::Gpt2),
-            cache_key(&docs[1..], TokenizerKind::Gpt2)
+            cache_key(&docs, &TokenizerKind::Gpt2),
+            cache_key(&docs[1..], &TokenizerKind::Gpt2)
         );
         assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 2);
     }
@@ -226,13 +242,13 @@ mod tests {
     fn a_corrupt_cache_is_rebuilt() {
         let dir = tempfile::tempdir().unwrap();
         let docs = docs();
-        let good = tokenize_cached(&docs, TokenizerKind::Gpt2, dir.path()).unwrap();
+        let good = tokenize_cached(&docs, &TokenizerKind::Gpt2, dir.path()).unwrap();
         let path = dir
             .path()
-            .join(format!("{}.tokens", cache_key(&docs, TokenizerKind::Gpt2)));
+            .join(format!("{}.tokens", cache_key(&docs, &TokenizerKind::Gpt2)));
         let bytes = std::fs::read(&path).unwrap();
         std::fs::write(&path, &bytes[..bytes.len() - 3]).unwrap();
-        assert_eq!(tokenize_cached(&docs, TokenizerKind::Gpt2, dir.path()).unwrap(), good);
+        assert_eq!(tokenize_cached(&docs, &TokenizerKind::Gpt2, dir.path()).unwrap(), good);
         assert_eq!(std::fs::read(&path).unwrap(), bytes);
     }
 

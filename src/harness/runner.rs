@@ -55,6 +55,21 @@ pub struct Metadata {
     pub slurm: BTreeMap<String, String>,
     pub started: String,
     pub finished: Option<String>,
+    /// The tokenizer of text data and its special tokens; absent for the generators.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tokenizer: Option<TokenizerInfo>,
+}
+
+/// Which tokenizer a run's text was tokenised with, and the special ids it used.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct TokenizerInfo {
+    /// `byte`, `gpt2`, or the `tokenizer.json` path.
+    pub name: String,
+    pub vocab_size: usize,
+    /// The id between documents (the model's EOS).
+    pub end_of_text: u32,
+    /// The ids every document starts with (the model's BOS), if any.
+    pub begin_of_text: Vec<u32>,
 }
 
 pub fn now() -> String {
@@ -316,6 +331,15 @@ fn metadata(experiment: &Experiment, run: &PlannedRun) -> Metadata {
         slurm,
         started: now(),
         finished: None,
+        tokenizer: run.spec.data.tokenizer_kind().and_then(|kind| {
+            let tok = kind.load().ok()?;
+            Some(TokenizerInfo {
+                name: kind.to_string(),
+                vocab_size: tok.vocab_size(),
+                end_of_text: tok.end_of_text(),
+                begin_of_text: tok.begin_of_text().to_vec(),
+            })
+        }),
     }
 }
 

@@ -15,19 +15,25 @@ pub const MODEL_TYPES: &str = "gpt2, llama, mistral, qwen2 (family llama), gpt_n
 
 /// The backbone config of the Hugging Face model directory `dir` (its `config.json`).
 pub fn config_of_dir(dir: &Path) -> Result<BackboneConfig, ConfigError> {
-    let path = dir.join("config.json");
+    config_of_file(&dir.join("config.json"))
+}
+
+/// The backbone config of a Hugging Face `config.json`, read by its `model_type`.
+pub fn config_of_file(path: &Path) -> Result<BackboneConfig, ConfigError> {
+    let path = path.to_path_buf();
     #[derive(Deserialize)]
     struct ModelType {
         model_type: Option<String>,
     }
     let kind: ModelType = read_json(&path, "Hugging Face")?;
     match kind.model_type.as_deref() {
-        Some("gpt2") => BackboneConfig::from_hf_gpt2_config(&path),
+        // GPT-2 configs saved before `model_type` existed have none.
+        Some("gpt2") | None => BackboneConfig::from_hf_gpt2_config(&path),
         Some("llama" | "mistral" | "qwen2") => BackboneConfig::from_hf_llama_config(&path),
         Some("gpt_neox") => BackboneConfig::from_hf_neox_config(&path),
         other => Err(ConfigError::Invalid {
             key: "model_type",
-            value: format!("{:?} in {}", other.unwrap_or("(none)"), path.display()),
+            value: format!("{:?} in {}", other.unwrap_or_default(), path.display()),
             allowed: format!("one of {MODEL_TYPES}"),
         }),
     }

@@ -1,12 +1,16 @@
-//! Tokenizers behind one trait: byte-level (no files) and GPT-2 BPE (r50k)
-//! from the data shipped inside the `tiktoken-rs` crate. Neither downloads anything.
+//! Tokenizers behind one trait: byte-level (no files), GPT-2 BPE (r50k) from the data
+//! shipped inside the `tiktoken-rs` crate, and a Hugging Face `tokenizer.json` through the
+//! `tokenizers` crate ([`HfTokenizer`]). None downloads anything.
 
 mod bpe;
 mod byte;
+mod hf;
 
 pub use bpe::Gpt2Bpe;
 pub use byte::ByteLevel;
+pub use hf::{HfTokenizer, HfTokenizerError};
 use serde::{Deserialize, Serialize};
+use std::path::{Path, PathBuf};
 
 /// Text ↔ token ids.
 pub trait Tokenizer: Send + Sync {
@@ -14,32 +18,89 @@ pub trait Tokenizer: Send + Sync {
     fn vocab_size(&self) -> usize;
     /// Id that separates documents in a stream.
     fn end_of_text(&self) -> u32;
+    /// Ids every document starts with (a model's BOS); none for the built-in tokenizers.
+    fn begin_of_text(&self) -> &[u32] {
+        &[]
+    }
     /// Text → ids (ordinary text only: an `<|endoftext|>` in the text is encoded as text).
     fn encode(&self, text: &str) -> Vec<u32>;
     /// Ids → text; byte sequences that are not valid UTF-8 become U+FFFD.
     fn decode(&self, ids: &[u32]) -> String;
 }
 
-/// Which tokenizer a run uses.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, clap::ValueEnum)]
-#[serde(rename_all = "lowercase")]
+/// Which tokenizer a run uses: `"byte"`, `"gpt2"`, or the path of a Hugging Face
+/// `tokenizer.json` (or of a model directory holding one).
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub enum TokenizerKind {
     /// One id per byte (256) plus end-of-text: vocabulary 257.
     Byte,
     /// GPT-2's byte-level BPE, `r50k_base`: vocabulary 50257.
     Gpt2,
+    /// A Hugging Face `tokenizer.json`, or a directory holding one.
+    Hf(PathBuf),
 }
 
 impl TokenizerKind {
-    pub fn build(self) -> Box<dyn Tokenizer> {
-        match self {
+    /// The tokenizer; an `Hf` one is read from its files.
+    pub fn load(&self) -> Result<Box<dyn Tokenizer>, HfTokenizerError> {
+        Ok(match self {
             TokenizerKind::Byte => Box::new(ByteLevel),
             TokenizerKind::Gpt2 => Box::new(Gpt2Bpe::new()),
+            TokenizerKind::Hf(path) => Box::new(HfTokenizer::load(path)?),
+        })
+    }
+
+    /// [`TokenizerKind::load`] for a tokenizer already checked to load (specs check an
+    /// `Hf` tokenizer's files when they are resolved); panics with the reason otherwise.
+    pub fn build(&self) -> Box<dyn Tokenizer> {
+        self.load().unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    /// An `Hf` path made absolute against `base`.
+    pub fn resolved(self, base: &Path) -> Self {
+        match self {
+            TokenizerKind::Hf(path) if path.is_relative() => TokenizerKind::Hf(base.join(path)),
+            other => other,
         }
     }
 }
 
-/// The text both tokenizers decode their end-of-text id to.
+impl std::fmt::Display for TokenizerKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            TokenizerKind::Byte => f.write_str("byte"),
+            TokenizerKind::Gpt2 => f.write_str("gpt2"),
+            TokenizerKind::Hf(path) => write!(f, "{}", path.display()),
+        }
+    }
+}
+
+impl std::str::FromStr for TokenizerKind {
+    type Err = std::convert::Infallible;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Ok(match s {
+            "byte" => TokenizerKind::Byte,
+            "gpt2" => TokenizerKind::Gpt2,
+            path => TokenizerKind::Hf(PathBuf::from(path)),
+        })
+    }
+}
+
+impl Serialize for TokenizerKind {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_str(self)
+    }
+}
+
+impl<'de> Deserialize<'de> for TokenizerKind {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let text = String::deserialize(deserializer)?;
+        Ok(text.parse().expect("infallible"))
+    }
+}
+
+/// The text the built-in tokenizers decode their end-of-text id to.
 pub const END_OF_TEXT: &str = "<|endoftext|>";
 
 #[cfg(test)]
