@@ -226,7 +226,7 @@ pub(super) fn resolve_data(data: RawDataSpec, model_dir: Option<&Path>, r: &Reso
         }
         corpus => {
             let model_tokenizer = model_dir
-                .filter(|dir| dir.join("tokenizer.json").is_file())
+                .filter(|dir| dir.join("tokenizer.json").is_file() || !dir.exists())
                 .map(|dir| TokenizerKind::Hf(dir.to_path_buf()));
             resolve_corpus(corpus, base, check_paths, model_tokenizer, invalid)?
         }

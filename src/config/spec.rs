@@ -245,7 +245,11 @@ impl RawSpec {
     /// Resolves every section, in the order their errors are reported.
     pub(super) fn resolve(self, r: &Resolver) -> Result<Spec, SpecError> {
         let backbone_weights = self.backbone.weights.as_ref().map(|w| resolve_path(r.base(), w));
-        let model_dir = backbone_weights.as_deref().filter(|w| w.is_dir());
+        // A model directory, or what names one on another machine (no such path here, no
+        // file extension): text then defaults to its tokenizer.
+        let model_dir = backbone_weights
+            .as_deref()
+            .filter(|w| w.is_dir() || (!w.exists() && w.extension().is_none()));
         let data = resolve_data(self.data, model_dir, r)?;
         let train = self.train.resolve(self.seed, self.method, self.device, r)?;
         let segment_len = self.train.segment_len;
