@@ -52,7 +52,7 @@ fn tokenize_round_trips_through_the_cli() {
         .args(["tokenize", "--decode", "99999"])
         .assert()
         .failure()
-        .stderr(predicate::str::contains("outside the Gpt2 vocabulary"));
+        .stderr(predicate::str::contains("outside the gpt2 vocabulary"));
 }
 
 #[test]

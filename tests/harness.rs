@@ -584,12 +584,7 @@ fn the_variable_tracking_corpus_trains_and_evaluates_with_answers_by_distance() 
     longmem().arg("sweep").arg(&file).assert().success();
     let runs = Experiment::load(&file).unwrap().plan().unwrap();
     for run in runs.iter().filter(|r| r.stage == Stage::Eval) {
-        let path = std::fs::read_dir(&run.dir)
-            .unwrap()
-            .map(|e| e.unwrap().path())
-            .find(|p| p.file_name().unwrap().to_string_lossy().starts_with("eval"))
-            .unwrap();
-        let result = longmem_bench::eval::result::EvalResult::read(&path).unwrap();
+        let result = common::eval_result(&run.dir);
         let answers: f64 = result.totals.by_distance.iter().map(|b| b.tokens).sum();
         assert!(
             answers > 10.0 && result.totals.far_tokens > 0.0,

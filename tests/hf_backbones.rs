@@ -245,12 +245,7 @@ fn tiny_sweep(backbone: &str) -> Vec<(String, f64)> {
         .iter()
         .filter(|r| r.stage == longmem_bench::harness::experiment::Stage::Eval)
     {
-        let path = std::fs::read_dir(&run.dir)
-            .unwrap()
-            .map(|e| e.unwrap().path())
-            .find(|p| p.file_name().unwrap().to_string_lossy().starts_with("eval"))
-            .unwrap();
-        let result = longmem_bench::eval::result::EvalResult::read(&path).unwrap();
+        let result = common::eval_result(&run.dir);
         let mean = result.totals.nll / result.totals.tokens;
         assert!(mean.is_finite() && mean > 0.0, "{}: {mean}", run.id);
         println!("{backbone:?} {}: NLL {mean:.4}", run.id);

@@ -180,7 +180,7 @@ fn spec_errors_name_the_file_the_key_and_what_is_allowed() {
         ),
         (
             base.replace("backbone.safetensors", "nope.safetensors"),
-            "an existing safetensors file",
+            "an existing .safetensors file or Hugging Face model directory",
         ),
         (
             base.replace("method = \"longmem\"", "method = \"magic\""),

@@ -198,6 +198,9 @@ impl DataSpec {
 /// The invalid-key error of the spec being resolved: key, value given, what is allowed.
 type Invalid<'a> = &'a dyn Fn(&str, &dyn std::fmt::Display, &str) -> SpecError;
 
+/// A corpus's tokenizer from the one its section gives, if any.
+type TokenizerOf<'a> = &'a dyn Fn(Option<TokenizerKind>) -> Result<TokenizerKind, SpecError>;
+
 /// Validates the data section and makes its paths absolute. `model_dir` is the backbone's
 /// Hugging Face model directory, whose `tokenizer.json` text corpora default to.
 pub(super) fn resolve_data(data: RawDataSpec, model_dir: Option<&Path>, r: &Resolver) -> Result<DataSpec, SpecError> {
@@ -228,7 +231,8 @@ pub(super) fn resolve_data(data: RawDataSpec, model_dir: Option<&Path>, r: &Reso
             let model_tokenizer = model_dir
                 .filter(|dir| dir.join("tokenizer.json").is_file() || !dir.exists())
                 .map(|dir| TokenizerKind::Hf(dir.to_path_buf()));
-            resolve_corpus(corpus, base, check_paths, model_tokenizer, invalid)?
+            let tokenizer_of = |given| corpus_tokenizer(given, base, check_paths, model_tokenizer.clone(), invalid);
+            resolve_corpus(corpus, base, check_paths, &tokenizer_of, invalid)?
         }
     })
 }
@@ -238,25 +242,10 @@ fn resolve_corpus(
     data: RawDataSpec,
     base: &Path,
     check_paths: bool,
-    model_tokenizer: Option<TokenizerKind>,
+    tokenizer_of: TokenizerOf,
     invalid: Invalid,
 ) -> Result<DataSpec, SpecError> {
-    let tokenizer_of = |given: Option<TokenizerKind>| {
-        let tokenizer = given
-            .map(|t| t.resolved(base))
-            .or(model_tokenizer.clone())
-            .unwrap_or(TokenizerKind::Gpt2);
-        if let (TokenizerKind::Hf(path), true) = (&tokenizer, check_paths) {
-            if let Err(e) = tokenizer.load() {
-                return Err(invalid("data.tokenizer", &path.display(), &e.to_string()));
-            }
-        }
-        Ok(tokenizer)
-    };
     Ok(match data {
-        RawDataSpec::Recall(_) | RawDataSpec::Needle(_) | RawDataSpec::Variables(_) | RawDataSpec::Demos(_) => {
-            unreachable!("generators are no corpus")
-        }
         RawDataSpec::TextDir {
             path,
             glob,
@@ -325,7 +314,29 @@ fn resolve_corpus(
                 corpus,
             }
         }
+        _generator => unreachable!("generators are no corpus"),
     })
+}
+
+/// A corpus's tokenizer: the one given (made absolute), else the model directory's, else
+/// GPT-2's; a Hugging Face one must load when paths are checked.
+fn corpus_tokenizer(
+    given: Option<TokenizerKind>,
+    base: &Path,
+    check_paths: bool,
+    model_tokenizer: Option<TokenizerKind>,
+    invalid: Invalid,
+) -> Result<TokenizerKind, SpecError> {
+    let tokenizer = given
+        .map(|t| t.resolved(base))
+        .or(model_tokenizer)
+        .unwrap_or(TokenizerKind::Gpt2);
+    if let (TokenizerKind::Hf(path), true) = (&tokenizer, check_paths) {
+        if let Err(e) = tokenizer.load() {
+            return Err(invalid("data.tokenizer", &path.display(), &e.to_string()));
+        }
+    }
+    Ok(tokenizer)
 }
 
 /// Validates the settings every corpus kind shares: the held-out fraction and the length

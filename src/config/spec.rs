@@ -250,10 +250,11 @@ impl RawSpec {
         let model_dir = backbone_weights
             .as_deref()
             .filter(|w| w.is_dir() || (!w.exists() && w.extension().is_none()));
+        check_weights(backbone_weights.as_deref(), self.method, r)?;
         let data = resolve_data(self.data, model_dir, r)?;
         let train = self.train.resolve(self.seed, self.method, self.device, r)?;
         let segment_len = self.train.segment_len;
-        check_weights(backbone_weights.as_deref(), self.method, r)?;
+
         let backbone = self
             .backbone
             .resolve(data.vocab_size(), segment_len, backbone_weights.as_deref(), r)?;

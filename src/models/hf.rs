@@ -4,11 +4,8 @@
 //! mapping of their checkpoint names to this project's.
 
 use super::config::{BackboneConfig, ConfigError, RopeScaling};
-use super::family::OuterLayers;
-use super::layers::linear;
 use serde::Deserialize;
 use std::path::Path;
-use tch::{nn, nn::Module, Tensor};
 
 /// The `model_type`s that load, and the family each maps to.
 pub const MODEL_TYPES: &str = "gpt2, llama, mistral, qwen2 (family llama), gpt_neox (family neox)";
@@ -132,33 +129,6 @@ fn scaling_of(object: &serde_json::Value, path: &Path) -> Result<Option<RopeScal
             })
         }
     })
-}
-
-/// The rotary families' LM head: `lm_head` `[V, D]` without bias, or the token embedding
-/// when the layout ties it.
-pub fn head(vs: &nn::Path, config: &BackboneConfig) -> Box<dyn OuterLayers> {
-    let tied = config.rotary.as_ref().is_some_and(|r| r.tied_head);
-    Box::new(RotaryHead {
-        lm_head: (!tied).then(|| linear(vs / "lm_head", config.n_embd, config.vocab_size, false)),
-    })
-}
-
-#[derive(Debug)]
-struct RotaryHead {
-    lm_head: Option<nn::Linear>,
-}
-
-impl OuterLayers for RotaryHead {
-    fn add_positions(&self, x: Tensor, _tokens: &Tensor) -> Tensor {
-        x
-    }
-
-    fn head(&self, x: &Tensor, wte: &nn::Embedding) -> Tensor {
-        match &self.lm_head {
-            Some(head) => head.forward(x),
-            None => x.matmul(&wte.ws.tr()),
-        }
-    }
 }
 
 /// A rotary family's HF checkpoint prefixes, and the buffers its checkpoints may carry.

@@ -21,7 +21,7 @@
 use super::attention::{Attention, Positions, Projections, Rotary};
 use super::block::{Block, BlockLayers};
 use super::config::{default_memory_layer, BackboneConfig, BlockStyle, ConfigError, Gelu, RotaryLayout};
-use super::family::{Family, OuterLayers};
+use super::family::Family;
 use super::hf::{self, HfRope};
 use super::layers::{layer_norm, linear};
 use serde::Deserialize;
@@ -124,14 +124,6 @@ pub struct Neox;
 impl Family for Neox {
     fn config(&self, vocab_size: i64, n_layer: i64, n_head: i64, n_embd: i64, n_positions: i64) -> BackboneConfig {
         BackboneConfig::neox(vocab_size, n_layer, n_head, n_embd, n_positions)
-    }
-
-    fn max_segment_len(&self, _config: &BackboneConfig) -> Option<i64> {
-        None
-    }
-
-    fn outer_layers(&self, vs: &nn::Path, config: &BackboneConfig) -> Box<dyn OuterLayers> {
-        hf::head(vs, config)
     }
 
     fn block(&self, vs: nn::Path, config: &BackboneConfig) -> Block {

@@ -39,10 +39,6 @@ impl Family for NewGpt {
         BackboneConfig::newgpt(vocab_size, n_layer, n_head, n_embd, n_positions)
     }
 
-    fn max_segment_len(&self, _config: &BackboneConfig) -> Option<i64> {
-        None
-    }
-
     fn outer_layers(&self, vs: &nn::Path, config: &BackboneConfig) -> Box<dyn OuterLayers> {
         Box::new(UntiedHead {
             lm_head: linear(vs / "lm_head", config.n_embd, config.vocab_size, true),

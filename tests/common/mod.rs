@@ -193,3 +193,13 @@ pub fn tiny_backbone(
         }
     }
 }
+
+/// The perplexity result (`eval*.json`) an evaluation run wrote into `run_dir`.
+pub fn eval_result(run_dir: &Path) -> longmem_bench::eval::result::EvalResult {
+    let path = std::fs::read_dir(run_dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| p.file_name().unwrap().to_string_lossy().starts_with("eval"))
+        .unwrap_or_else(|| panic!("no eval*.json in {}", run_dir.display()));
+    longmem_bench::eval::result::EvalResult::read(&path).unwrap()
+}
