@@ -49,6 +49,34 @@ pub fn read_json<T: serde::de::DeserializeOwned>(path: &Path, family: &'static s
     })
 }
 
+/// The shape every HF decoder config states in the same keys.
+#[derive(Debug, Deserialize)]
+pub struct HfShape {
+    pub vocab_size: i64,
+    pub hidden_size: i64,
+    pub intermediate_size: i64,
+    pub num_hidden_layers: i64,
+    pub num_attention_heads: i64,
+    pub max_position_embeddings: Option<i64>,
+}
+
+impl HfShape {
+    /// `style`'s defaults for this shape, with its MLP width (`n_positions` 2048 where the
+    /// config has no `max_position_embeddings`).
+    pub fn config(&self, style: super::BlockStyle) -> BackboneConfig {
+        let mut config = BackboneConfig::defaults(
+            style,
+            self.vocab_size,
+            self.num_hidden_layers,
+            self.num_attention_heads,
+            self.hidden_size,
+            self.max_position_embeddings.unwrap_or(2048),
+        );
+        config.n_inner = self.intermediate_size;
+        config
+    }
+}
+
 /// The rotary settings of an HF config, in the spellings transformers has used: top-level
 /// `rope_theta` / `rope_scaling` (and NeoX's `rotary_emb_base`, `rotary_pct`), or v5's
 /// `rope_parameters` object.

@@ -26,7 +26,7 @@ use super::attention::{Attention, Positions, Projections, Rotary};
 use super::block::{Block, BlockLayers};
 use super::config::{default_memory_layer, BackboneConfig, BlockStyle, ConfigError, Gelu, RotaryLayout};
 use super::family::Family;
-use super::hf::{self, HfRope};
+use super::hf::{self, HfRope, HfShape};
 use super::layers::{linear, Norm, RmsNorm};
 use serde::Deserialize;
 use std::path::Path;
@@ -58,21 +58,17 @@ impl BackboneConfig {
         #[derive(Deserialize)]
         struct Hf {
             model_type: String,
-            vocab_size: i64,
-            hidden_size: i64,
-            intermediate_size: i64,
-            num_hidden_layers: i64,
-            num_attention_heads: i64,
             num_key_value_heads: Option<i64>,
             head_dim: Option<i64>,
             hidden_act: Option<String>,
-            max_position_embeddings: Option<i64>,
             rms_norm_eps: Option<f64>,
             tie_word_embeddings: Option<bool>,
             attention_bias: Option<bool>,
             mlp_bias: Option<bool>,
             sliding_window: Option<i64>,
             use_sliding_window: Option<bool>,
+            #[serde(flatten)]
+            shape: HfShape,
             #[serde(flatten)]
             rope: HfRope,
         }
@@ -102,21 +98,15 @@ impl BackboneConfig {
                 "null: sliding-window attention is not implemented (Mistral v0.1 uses it; v0.3 does not)",
             ));
         }
-        let n_positions = hf.max_position_embeddings.unwrap_or(2048);
-        let mut config = Self::llama(
-            hf.vocab_size,
-            hf.num_hidden_layers,
-            hf.num_attention_heads,
-            hf.hidden_size,
-            n_positions,
-        );
-        config.n_inner = hf.intermediate_size;
+        let mut config = hf.shape.config(BlockStyle::Llama);
         config.layer_norm_eps = hf.rms_norm_eps.unwrap_or(1e-6);
-        let head_dim = hf.head_dim.unwrap_or(hf.hidden_size / hf.num_attention_heads.max(1));
+        let head_dim = hf
+            .head_dim
+            .unwrap_or(hf.shape.hidden_size / hf.shape.num_attention_heads.max(1));
         let attention_bias = hf.attention_bias.unwrap_or(false);
         let (theta, scaling) = hf.rope.resolve(path, 10_000.0)?;
         config.rotary = Some(RotaryLayout {
-            n_kv_head: hf.num_key_value_heads.unwrap_or(hf.num_attention_heads),
+            n_kv_head: hf.num_key_value_heads.unwrap_or(hf.shape.num_attention_heads),
             head_dim,
             theta,
             rotary_dim: head_dim,

@@ -22,7 +22,7 @@ use super::attention::{Attention, Positions, Projections, Rotary};
 use super::block::{Block, BlockLayers};
 use super::config::{default_memory_layer, BackboneConfig, BlockStyle, ConfigError, Gelu, RotaryLayout};
 use super::family::Family;
-use super::hf::{self, HfRope};
+use super::hf::{self, HfRope, HfShape};
 use super::layers::{layer_norm, linear};
 use serde::Deserialize;
 use std::path::Path;
@@ -61,17 +61,13 @@ impl BackboneConfig {
     pub fn from_hf_neox_config(path: &Path) -> Result<Self, ConfigError> {
         #[derive(Deserialize)]
         struct Hf {
-            vocab_size: i64,
-            hidden_size: i64,
-            intermediate_size: i64,
-            num_hidden_layers: i64,
-            num_attention_heads: i64,
             hidden_act: Option<String>,
-            max_position_embeddings: Option<i64>,
             layer_norm_eps: Option<f64>,
             use_parallel_residual: Option<bool>,
             tie_word_embeddings: Option<bool>,
             attention_bias: Option<bool>,
+            #[serde(flatten)]
+            shape: HfShape,
             #[serde(flatten)]
             rope: HfRope,
         }
@@ -87,15 +83,7 @@ impl BackboneConfig {
                 })
             }
         };
-        let n_positions = hf.max_position_embeddings.unwrap_or(2048);
-        let mut config = Self::neox(
-            hf.vocab_size,
-            hf.num_hidden_layers,
-            hf.num_attention_heads,
-            hf.hidden_size,
-            n_positions,
-        );
-        config.n_inner = hf.intermediate_size;
+        let mut config = hf.shape.config(BlockStyle::Neox);
         config.layer_norm_eps = hf.layer_norm_eps.unwrap_or(1e-5);
         config.gelu = gelu;
         let (theta, scaling) = hf.rope.resolve(path, 10_000.0)?;
