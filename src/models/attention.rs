@@ -36,7 +36,7 @@ impl Qkv {
 
 /// A family's attention projections: from the block's normed input to queries, keys and
 /// values, and from the merged heads back to the model width. Each family file implements
-/// it (`Gpt2Projections`, `NewGptProjections`).
+/// it (`Gpt2Projections`, `NeoxProjections`) or uses [`SplitProjections`].
 pub trait Projections: std::fmt::Debug + Send {
     /// `x: [B, T, D]` → `[q, k, v]`: `[B, T, H·d]`, `[B, T, Hkv·d]`, `[B, T, Hkv·d]` (heads
     /// not yet split).
@@ -104,7 +104,7 @@ impl Attention {
     /// grouped-query attention (each key/value head serving H/Hkv consecutive query heads).
     pub fn local_inputs(&self, qkv: &Qkv) -> Qkv {
         let (q, k) = match &self.positions {
-            Positions::Rotary(rotary) => (rotary.apply(&qkv.q), rotary.apply(&qkv.k)),
+            Positions::Rotary(rotary) => rotary.apply_pair(&qkv.q, &qkv.k),
             _ => (qkv.q.shallow_clone(), qkv.k.shallow_clone()),
         };
         let group = self.n_head / self.n_kv_head;
@@ -235,11 +235,28 @@ impl Rotary {
 
     /// `x: [B, heads, T, d]` rotated by positions 0..T.
     pub fn apply(&self, x: &Tensor) -> Tensor {
-        let (_, _, t, d) = x.size4().expect("rotary input must be [B, heads, T, d]");
+        let (cos, sin) = self.cos_sin(x);
+        self.rotate(x, &cos, &sin)
+    }
+
+    /// Queries and keys of one segment rotated by positions 0..T, the angles computed once.
+    pub fn apply_pair(&self, q: &Tensor, k: &Tensor) -> (Tensor, Tensor) {
+        let (cos, sin) = self.cos_sin(q);
+        (self.rotate(q, &cos, &sin), self.rotate(k, &cos, &sin))
+    }
+
+    /// `cos` and `sin` `[T, rotary_dim]` of positions 0..T of `x: [B, heads, T, d]`, in
+    /// its dtype.
+    fn cos_sin(&self, x: &Tensor) -> (Tensor, Tensor) {
+        let t = x.size()[2];
         let positions = Tensor::arange(t, (Kind::Float, x.device()));
         let freqs = positions.outer(&self.inv_freq); // [T, r/2]
         let angles = Tensor::cat(&[&freqs, &freqs], -1); // [T, r]
-        let (cos, sin) = (angles.cos().to_kind(x.kind()), angles.sin().to_kind(x.kind()));
+        (angles.cos().to_kind(x.kind()), angles.sin().to_kind(x.kind()))
+    }
+
+    fn rotate(&self, x: &Tensor, cos: &Tensor, sin: &Tensor) -> Tensor {
+        let d = x.size()[3];
         let r = self.rotary_dim;
         let rot = x.narrow(-1, 0, r);
         let (first, second) = (rot.narrow(-1, 0, r / 2), rot.narrow(-1, r / 2, r / 2));
@@ -249,6 +266,28 @@ impl Rotary {
         } else {
             Tensor::cat(&[rotated, x.narrow(-1, r, d - r)], -1)
         }
+    }
+}
+
+/// Separate query, key, value and output projections (`newgpt`, `llama`), under the
+/// checkpoint names the family gives them.
+#[derive(Debug)]
+pub struct SplitProjections {
+    pub q: tch::nn::Linear,
+    pub k: tch::nn::Linear,
+    pub v: tch::nn::Linear,
+    pub out: tch::nn::Linear,
+}
+
+impl Projections for SplitProjections {
+    fn qkv(&self, x: &Tensor) -> [Tensor; 3] {
+        use tch::nn::Module;
+        [self.q.forward(x), self.k.forward(x), self.v.forward(x)]
+    }
+
+    fn out(&self, merged: &Tensor) -> Tensor {
+        use tch::nn::Module;
+        self.out.forward(merged)
     }
 }
 

@@ -22,7 +22,7 @@
 //! are skipped. `tests/fixtures/make_reference.py` builds the HF references that
 //! `tests/reference_parity.rs` checks this file against.
 
-use super::attention::{Attention, Positions, Projections, Rotary};
+use super::attention::{Attention, Positions, Rotary, SplitProjections};
 use super::block::{Block, BlockLayers};
 use super::config::{default_memory_layer, BackboneConfig, BlockStyle, ConfigError, Gelu, RotaryLayout};
 use super::family::Family;
@@ -135,11 +135,11 @@ impl Family for Llama {
         let (d, hd) = (config.n_embd, layout.head_dim);
         let (q_width, kv_width) = (config.n_head * hd, layout.n_kv_head * hd);
         let attn_vs = &vs / "self_attn";
-        let projections = LlamaProjections {
-            q_proj: linear(&attn_vs / "q_proj", d, q_width, layout.qkv_bias),
-            k_proj: linear(&attn_vs / "k_proj", d, kv_width, layout.qkv_bias),
-            v_proj: linear(&attn_vs / "v_proj", d, kv_width, layout.qkv_bias),
-            o_proj: linear(&attn_vs / "o_proj", q_width, d, layout.out_bias),
+        let projections = SplitProjections {
+            q: linear(&attn_vs / "q_proj", d, q_width, layout.qkv_bias),
+            k: linear(&attn_vs / "k_proj", d, kv_width, layout.qkv_bias),
+            v: linear(&attn_vs / "v_proj", d, kv_width, layout.qkv_bias),
+            out: linear(&attn_vs / "o_proj", q_width, d, layout.out_bias),
         };
         let rotary = Rotary::new(layout, vs.device());
         let attn = Attention::new(Box::new(projections), config, Positions::Rotary(rotary));
@@ -161,25 +161,6 @@ impl Family for Llama {
 
     fn model_name(&self, checkpoint_name: &str, config: &BackboneConfig) -> Option<String> {
         hf::model_name(checkpoint_name, config, &hf::Names::LLAMA)
-    }
-}
-
-/// Separate q/k/v/o projections (biases as the layout says).
-#[derive(Debug)]
-struct LlamaProjections {
-    q_proj: nn::Linear,
-    k_proj: nn::Linear,
-    v_proj: nn::Linear,
-    o_proj: nn::Linear,
-}
-
-impl Projections for LlamaProjections {
-    fn qkv(&self, x: &Tensor) -> [Tensor; 3] {
-        [self.q_proj.forward(x), self.k_proj.forward(x), self.v_proj.forward(x)]
-    }
-
-    fn out(&self, merged: &Tensor) -> Tensor {
-        self.o_proj.forward(merged)
     }
 }
 

@@ -12,7 +12,7 @@
 //! Checkpoints carry this project's names; as for `gpt2`, an optional `transformer.`
 //! prefix is stripped.
 
-use super::attention::{alibi_slopes, Attention, Positions, Projections};
+use super::attention::{alibi_slopes, Attention, Positions, SplitProjections};
 use super::block::{Block, BlockLayers};
 use super::config::{BackboneConfig, BlockStyle, Gelu};
 use super::family::{Family, OuterLayers};
@@ -48,11 +48,11 @@ impl Family for NewGpt {
     fn block(&self, vs: nn::Path, config: &BackboneConfig) -> Block {
         let d = config.n_embd;
         let attn_vs = &vs / "attn";
-        let projections = NewGptProjections {
-            q_proj: linear(&attn_vs / "q_proj", d, d, false),
-            k_proj: linear(&attn_vs / "k_proj", d, d, false),
-            v_proj: linear(&attn_vs / "v_proj", d, d, false),
-            out_proj: linear(&attn_vs / "out_proj", d, d, false),
+        let projections = SplitProjections {
+            q: linear(&attn_vs / "q_proj", d, d, false),
+            k: linear(&attn_vs / "k_proj", d, d, false),
+            v: linear(&attn_vs / "v_proj", d, d, false),
+            out: linear(&attn_vs / "out_proj", d, d, false),
         };
         let slopes = alibi_slopes(config.n_head).to_device(vs.device());
         let attn = Attention::new(Box::new(projections), config, Positions::Alibi(slopes));
@@ -90,25 +90,6 @@ impl OuterLayers for UntiedHead {
 
     fn head(&self, x: &Tensor, _wte: &nn::Embedding) -> Tensor {
         self.lm_head.forward(x)
-    }
-}
-
-/// Separate q/k/v/out projections without bias.
-#[derive(Debug)]
-struct NewGptProjections {
-    q_proj: nn::Linear,
-    k_proj: nn::Linear,
-    v_proj: nn::Linear,
-    out_proj: nn::Linear,
-}
-
-impl Projections for NewGptProjections {
-    fn qkv(&self, x: &Tensor) -> [Tensor; 3] {
-        [self.q_proj.forward(x), self.k_proj.forward(x), self.v_proj.forward(x)]
-    }
-
-    fn out(&self, merged: &Tensor) -> Tensor {
-        self.out_proj.forward(merged)
     }
 }
 
