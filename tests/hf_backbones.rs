@@ -212,6 +212,15 @@ segment_len = 16
         err.contains("backbone.n_layer") && err.contains('3') && err.contains("config.json"),
         "{err}"
     );
+    let err = spec(
+        &text.replace("[backbone]\n", "[backbone]\ntie_word_embeddings = false\n"),
+        dir.path(),
+    )
+    .unwrap_err();
+    assert!(
+        err.contains("backbone.tie_word_embeddings") && err.contains("false") && err.contains("true"),
+        "{err}"
+    );
     // An explicit tokenizer wins; one that is not there is refused.
     let explicit = text.replace("kind = \"jsonl\"", "kind = \"jsonl\"\ntokenizer = \"byte\"");
     let err = spec(&explicit.replace("\"byte\"", "\"no/such/tokenizer.json\""), dir.path()).unwrap_err();

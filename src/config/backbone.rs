@@ -223,35 +223,47 @@ impl RawBackbone {
                 _ => {}
             }
         }
+        // The other keys, as (key, the spec's value, config.json's), compared as written.
+        let rotary = |f: &dyn Fn(&crate::models::RotaryLayout) -> String| layout.map_or("none".to_string(), f);
         let others = [
             (
                 "layer_norm_eps",
-                self.layer_norm_eps.map(|v| v != config.layer_norm_eps),
+                self.layer_norm_eps.map(|v| v.to_string()),
+                config.layer_norm_eps.to_string(),
             ),
-            ("gelu", self.gelu.map(|g| g != config.gelu)),
+            (
+                "gelu",
+                self.gelu.map(|g| format!("{g:?}")),
+                format!("{:?}", config.gelu),
+            ),
             (
                 "rope_theta",
-                self.rope_theta.map(|t| layout.is_none_or(|l| l.theta != t)),
+                self.rope_theta.map(|t| t.to_string()),
+                rotary(&|l| l.theta.to_string()),
             ),
             (
                 "rotary_pct",
                 self.rotary_pct
-                    .map(|p| layout.is_none_or(|l| l.rotary_dim != (l.head_dim as f64 * p) as i64)),
+                    .map(|p| format!("{} rotary dims", layout.map_or(0, |l| (l.head_dim as f64 * p) as i64))),
+                rotary(&|l| format!("{} rotary dims", l.rotary_dim)),
             ),
             (
                 "parallel_residual",
-                self.parallel_residual
-                    .map(|p| layout.is_none_or(|l| l.parallel_residual != p)),
+                self.parallel_residual.map(|p| p.to_string()),
+                rotary(&|l| l.parallel_residual.to_string()),
             ),
             (
                 "tie_word_embeddings",
-                self.tie_word_embeddings
-                    .map(|t| layout.is_none_or(|l| l.tied_head != t)),
+                self.tie_word_embeddings.map(|t| t.to_string()),
+                rotary(&|l| l.tied_head.to_string()),
             ),
         ];
-        match others.iter().find(|(_, differs)| *differs == Some(true)) {
-            Some((key, _)) => Err(disagree(key, &"the spec's value", &"another value")),
-            None => Ok(()),
+        match others
+            .iter()
+            .find(|(_, ours, theirs)| ours.as_ref().is_some_and(|o| o != theirs))
+        {
+            Some((key, Some(ours), theirs)) => Err(disagree(key, ours, theirs)),
+            _ => Ok(()),
         }
     }
 }

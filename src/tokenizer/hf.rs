@@ -12,7 +12,9 @@
 //! Ordinary text is encoded without special tokens.
 
 use super::Tokenizer;
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, LazyLock, Mutex};
 
 #[derive(Debug, thiserror::Error)]
 pub enum HfTokenizerError {
@@ -29,6 +31,8 @@ pub enum HfTokenizerError {
 
 pub struct HfTokenizer {
     inner: tokenizers::Tokenizer,
+    /// One past the largest id (added tokens included), computed once.
+    vocab_size: usize,
     end_of_text: u32,
     begin_of_text: Vec<u32>,
     path: PathBuf,
@@ -96,7 +100,13 @@ impl HfTokenizer {
         if begin_of_text.is_empty() && add_bos {
             begin_of_text.extend(token(config.as_ref().and_then(|c| c.get("bos_token"))));
         }
+        let largest = inner
+            .get_vocab(true)
+            .into_values()
+            .max()
+            .map_or(0, |id| id as usize + 1);
         Ok(Self {
+            vocab_size: largest.max(inner.get_vocab_size(true)),
             inner,
             end_of_text,
             begin_of_text,
@@ -112,13 +122,7 @@ impl HfTokenizer {
 
 impl Tokenizer for HfTokenizer {
     fn vocab_size(&self) -> usize {
-        let largest = self
-            .inner
-            .get_vocab(true)
-            .into_values()
-            .max()
-            .map_or(0, |id| id as usize + 1);
-        largest.max(self.inner.get_vocab_size(true))
+        self.vocab_size
     }
 
     fn end_of_text(&self) -> u32 {
@@ -140,5 +144,39 @@ impl Tokenizer for HfTokenizer {
         self.inner
             .decode(ids, false)
             .unwrap_or_else(|e| panic!("{}: cannot decode ids: {e}", self.path.display()))
+    }
+}
+
+/// The tokenizer at `path`, loaded once per process and shared.
+pub(super) fn shared(path: &Path) -> Result<Arc<HfTokenizer>, HfTokenizerError> {
+    static LOADED: LazyLock<Mutex<HashMap<PathBuf, Arc<HfTokenizer>>>> = LazyLock::new(Default::default);
+    let mut loaded = LOADED.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+    if let Some(tokenizer) = loaded.get(path) {
+        return Ok(Arc::clone(tokenizer));
+    }
+    let tokenizer = Arc::new(HfTokenizer::load(path)?);
+    loaded.insert(path.to_path_buf(), Arc::clone(&tokenizer));
+    Ok(tokenizer)
+}
+
+impl Tokenizer for Arc<HfTokenizer> {
+    fn vocab_size(&self) -> usize {
+        self.as_ref().vocab_size()
+    }
+
+    fn end_of_text(&self) -> u32 {
+        self.as_ref().end_of_text()
+    }
+
+    fn begin_of_text(&self) -> &[u32] {
+        self.as_ref().begin_of_text()
+    }
+
+    fn encode(&self, text: &str) -> Vec<u32> {
+        self.as_ref().encode(text)
+    }
+
+    fn decode(&self, ids: &[u32]) -> String {
+        self.as_ref().decode(ids)
     }
 }

@@ -41,12 +41,13 @@ pub enum TokenizerKind {
 }
 
 impl TokenizerKind {
-    /// The tokenizer; an `Hf` one is read from its files.
+    /// The tokenizer; an `Hf` one is read from its files once per process (specs, data
+    /// and metadata all ask for it).
     pub fn load(&self) -> Result<Box<dyn Tokenizer>, HfTokenizerError> {
         Ok(match self {
             TokenizerKind::Byte => Box::new(ByteLevel),
             TokenizerKind::Gpt2 => Box::new(Gpt2Bpe::new()),
-            TokenizerKind::Hf(path) => Box::new(HfTokenizer::load(path)?),
+            TokenizerKind::Hf(path) => Box::new(hf::shared(path)?),
         })
     }
 
