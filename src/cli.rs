@@ -28,8 +28,8 @@ pub enum Command {
     Doctor(DoctorArgs),
     /// Encode text with a tokenizer and print the ids (or decode ids back).
     Tokenize(TokenizeArgs),
-    /// Score text with a backbone loaded from a local safetensors file: perplexity and the
-    /// most likely next tokens.
+    /// Score text with a backbone loaded from a local Hugging Face model directory or
+    /// safetensors file: perplexity and the most likely next tokens.
     Lm(LmArgs),
     /// Train one method (pretrain, longmem, memtrm, plain) as a TOML spec describes;
     /// resumes from the run's last checkpoint and skips a finished run.

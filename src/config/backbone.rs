@@ -93,7 +93,7 @@ impl RawBackbone {
                 self.check_agrees(&config, dir, r)?;
                 config
             }
-            None => self.from_keys(data_vocab, segment_len, r)?,
+            None => self.config_from_keys(data_vocab, segment_len, r)?,
         };
         backbone.dropout = self.dropout.unwrap_or(backbone.dropout);
         backbone.memory_layer = self.memory_layer.unwrap_or(default_memory_layer(backbone.n_layer));
@@ -116,7 +116,7 @@ impl RawBackbone {
     }
 
     /// The config the section's keys describe (no model directory to read).
-    fn from_keys(&self, data_vocab: i64, segment_len: usize, r: &Resolver) -> Result<BackboneConfig, SpecError> {
+    fn config_from_keys(&self, data_vocab: i64, segment_len: usize, r: &Resolver) -> Result<BackboneConfig, SpecError> {
         let required = |key: &str, value: Option<i64>| {
             value.ok_or_else(|| {
                 r.invalid(

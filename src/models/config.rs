@@ -279,11 +279,13 @@ impl RotaryLayout {
                 &format!("must be a positive even integer at most head_dim = {}", self.head_dim),
             ));
         }
-        if !(self.theta > 0.0) {
+        if self.theta.is_nan() || self.theta <= 0.0 {
             return Err(invalid("rope_theta", self.theta, "must be > 0"));
         }
         match self.scaling {
-            Some(RopeScaling::Linear { factor }) | Some(RopeScaling::Llama3 { factor, .. }) if !(factor >= 1.0) => {
+            Some(RopeScaling::Linear { factor }) | Some(RopeScaling::Llama3 { factor, .. })
+                if factor.is_nan() || factor < 1.0 =>
+            {
                 Err(invalid("rope_scaling.factor", factor, "must be at least 1"))
             }
             Some(RopeScaling::Llama3 {

@@ -1,6 +1,7 @@
 //! What a backbone family supplies to the generic backbone ([`super::Backbone`]: token
-//! embedding, blocks, final LayerNorm, head). Each family implements [`Family`] in a file of
-//! its own (`gpt2.rs`, `newgpt.rs`), and [`super::family_of`] maps its [`BlockStyle`] to it.
+//! embedding, blocks, final norm, head). Each family implements [`Family`] in a file of its
+//! own (`gpt2.rs`, `newgpt.rs`, `llama.rs`, `neox.rs`), and [`super::family_of`] maps its
+//! [`BlockStyle`] to it.
 //!
 //! [`BlockStyle`]: super::BlockStyle
 
