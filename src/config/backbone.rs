@@ -8,7 +8,7 @@
 
 use super::resolver::{Resolver, SpecError};
 use crate::models::config::{default_memory_layer, ConfigError};
-use crate::models::{hf, BackboneConfig, BlockStyle, Gelu};
+use crate::models::{hf, neox, BackboneConfig, BlockStyle, Gelu};
 use serde::Deserialize;
 use std::path::{Path, PathBuf};
 
@@ -179,8 +179,9 @@ impl RawBackbone {
                 layout.head_dim = self.head_dim.unwrap_or(layout.head_dim);
                 layout.theta = self.rope_theta.unwrap_or(layout.theta);
                 layout.rotary_dim = match (style, self.rotary_pct) {
-                    (BlockStyle::Neox, Some(pct)) => (layout.head_dim as f64 * pct) as i64,
-                    (BlockStyle::Neox, None) => (layout.head_dim as f64 * 0.25) as i64,
+                    (BlockStyle::Neox, pct) => {
+                        neox::rotary_dims(layout.head_dim, pct.unwrap_or(neox::DEFAULT_ROTARY_PCT))
+                    }
                     _ => layout.head_dim,
                 };
                 layout.parallel_residual = self.parallel_residual.unwrap_or(layout.parallel_residual);
@@ -244,7 +245,7 @@ impl RawBackbone {
             (
                 "rotary_pct",
                 self.rotary_pct
-                    .map(|p| format!("{} rotary dims", layout.map_or(0, |l| (l.head_dim as f64 * p) as i64))),
+                    .map(|p| format!("{} rotary dims", layout.map_or(0, |l| neox::rotary_dims(l.head_dim, p)))),
                 rotary(&|l| format!("{} rotary dims", l.rotary_dim)),
             ),
             (

@@ -47,7 +47,7 @@ impl BackboneConfig {
             dropout: 0.0,
             memory_layer: default_memory_layer(n_layer),
             rotary: Some(RotaryLayout {
-                rotary_dim: rotary_dims(head_dim, 0.25),
+                rotary_dim: rotary_dims(head_dim, DEFAULT_ROTARY_PCT),
                 qkv_bias: true,
                 out_bias: true,
                 mlp_bias: true,
@@ -91,7 +91,7 @@ impl BackboneConfig {
         let layout = config.rotary.as_mut().expect("neox has a rotary layout");
         layout.theta = theta;
         layout.scaling = scaling;
-        layout.rotary_dim = rotary_dims(layout.head_dim, hf.rope.partial_factor(0.25));
+        layout.rotary_dim = rotary_dims(layout.head_dim, hf.rope.partial_factor(DEFAULT_ROTARY_PCT));
         layout.qkv_bias = bias;
         layout.out_bias = bias;
         layout.parallel_residual = hf.use_parallel_residual.unwrap_or(true);
@@ -101,8 +101,11 @@ impl BackboneConfig {
     }
 }
 
+/// Pythia's (and HF's default) `rotary_pct`.
+pub const DEFAULT_ROTARY_PCT: f64 = 0.25;
+
 /// HF's `rotary_ndims = int(head_size · rotary_pct)`.
-fn rotary_dims(head_dim: i64, factor: f64) -> i64 {
+pub fn rotary_dims(head_dim: i64, factor: f64) -> i64 {
     (head_dim as f64 * factor) as i64
 }
 
