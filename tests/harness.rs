@@ -601,3 +601,51 @@ fn the_variable_tracking_corpus_trains_and_evaluates_with_answers_by_distance() 
         .failure()
         .stderr(predicates::str::contains("data.n_var_symbols"));
 }
+
+#[test]
+fn a_text_task_in_a_corpus_trains_and_evaluates_with_answers_by_distance() {
+    let dir = tempfile::tempdir().unwrap();
+    let texts = dir.path().join("texts");
+    std::fs::create_dir(&texts).unwrap();
+    for d in 0..6 {
+        let line = format!("Document {d} tells of a river that keeps the memory of old stones.\n");
+        std::fs::write(texts.join(format!("{d}.txt")), line.repeat(40)).unwrap();
+    }
+    let file = write_experiment(dir.path(), "preset = [\"longmem\", \"plain\"]");
+    let data = format!(
+        "kind = \"text_dir\"\npath = \"{}\"\ntokenizer = \"byte\"\nholdout = 0.34\n\
+         insert = {{ task = \"needle\", doc_tokens = 1024, spacing = 64 }}",
+        texts.display()
+    );
+    let text = std::fs::read_to_string(&file)
+        .unwrap()
+        .replace("kind = \"recall\"\ndoc_tokens = 64", &data)
+        .replace("\"data.doc_tokens\" = 16", "\"data.insert.doc_tokens\" = 256")
+        .replace("[eval]\n", "[eval]\ndata = { doc_tokens = 4096 }\n");
+    std::fs::write(&file, &text).unwrap();
+    longmem().arg("sweep").arg(&file).assert().success();
+    let runs = Experiment::load(&file).unwrap().plan().unwrap();
+    for run in runs.iter().filter(|r| r.stage == Stage::Eval) {
+        let result = common::eval_result(&run.dir);
+        let answers: f64 = result.totals.by_distance.iter().map(|b| b.tokens).sum();
+        // 7-digit values of 7 byte tokens; held-out documents of 4,096 tokens ask some
+        // needles more than 1,024 tokens back.
+        assert!(answers >= 70.0, "{}: {answers} answers", run.id);
+        let far: f64 = result
+            .totals
+            .by_distance
+            .iter()
+            .filter(|b| b.from >= 1024)
+            .map(|b| b.tokens)
+            .sum();
+        assert!(far > 0.0, "{}: no answers beyond 1,024 tokens", run.id);
+    }
+    // A bad setting of the inserted task is named.
+    std::fs::write(&file, text.replace("spacing = 64", "spacing = 1")).unwrap();
+    longmem()
+        .arg("sweep")
+        .arg(&file)
+        .assert()
+        .failure()
+        .stderr(predicates::str::contains("data.insert.spacing"));
+}

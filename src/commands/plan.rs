@@ -1,7 +1,7 @@
 //! `longmem plan <experiment>`: the expanded runs, their state, and the work they take.
 
 use crate::cli::PlanArgs;
-use crate::config::{self, DataSpec, Spec};
+use crate::config::{self, Spec};
 use crate::eval::tokens_to_cover;
 use crate::harness::experiment::{EvalSettings, Experiment, PlannedRun, Stage};
 use crate::harness::runner::{status, Status};
@@ -136,10 +136,7 @@ impl<'a> HeldOutTokens<'a> {
             )?;
             Ok(tokens_to_cover(&source, spec.batch_size, per_row) as f64)
         };
-        if matches!(
-            spec.data,
-            DataSpec::Recall(_) | DataSpec::Needle(_) | DataSpec::Variables(_) | DataSpec::Demos(_)
-        ) {
+        if spec.data.is_generated() {
             // Generated: cheap, and the documents depend on the seed and the rows.
             return count().ok();
         }

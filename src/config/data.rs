@@ -5,6 +5,7 @@
 use super::resolver::{Resolver, SpecError};
 use crate::data::classify::DemoCorpusConfig;
 use crate::data::loaders::LengthFilter;
+use crate::data::text_tasks::InsertConfig;
 use crate::data::{NeedleConfig, RecallConfig, VariablesConfig};
 use crate::fsutil::resolve_path;
 use crate::tokenizer::{Tokenizer, TokenizerKind};
@@ -48,6 +49,9 @@ pub enum RawDataSpec {
         tokenizer: Option<TokenizerKind>,
         #[serde(default = "defaults::holdout")]
         holdout: f64,
+        /// A text task whose sentences go into the corpus's text (RULER's needle and
+        /// variable-tracking templates; data/text_tasks.rs).
+        insert: Option<InsertConfig>,
     },
     Jsonl {
         path: PathBuf,
@@ -61,6 +65,9 @@ pub enum RawDataSpec {
         tokenizer: Option<TokenizerKind>,
         #[serde(default = "defaults::holdout")]
         holdout: f64,
+        /// A text task whose sentences go into the corpus's text (RULER's needle and
+        /// variable-tracking templates; data/text_tasks.rs).
+        insert: Option<InsertConfig>,
     },
     Cargo {
         lock: Option<PathBuf>,
@@ -72,6 +79,9 @@ pub enum RawDataSpec {
         tokenizer: Option<TokenizerKind>,
         #[serde(default = "defaults::holdout")]
         holdout: f64,
+        /// A text task whose sentences go into the corpus's text (RULER's needle and
+        /// variable-tracking templates; data/text_tasks.rs).
+        insert: Option<InsertConfig>,
     },
 }
 
@@ -138,6 +148,11 @@ pub struct CorpusOptions {
     pub tokenizer: TokenizerKind,
     /// Fraction of documents (the last ones in id order) held out for evaluation.
     pub holdout: f64,
+    /// The text task inserted into the documents, if any; then a document is `doc_tokens`
+    /// of the split's text with the task's sentences in it. Left out of the JSON (and so of
+    /// run ids) when unset.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub insert: Option<InsertConfig>,
 }
 
 impl DataSpec {
@@ -153,6 +168,17 @@ impl DataSpec {
                 corpus.tokenizer.load().map_or(0, |t| t.vocab_size() as i64)
             }
             DataSpec::Demos(d) => d.vocab().vocab_size() as i64,
+        }
+    }
+
+    /// Whether documents are generated (the built-in generators, and a text task inserted
+    /// into a corpus): they depend on the seed and the rows, and never run out.
+    pub fn is_generated(&self) -> bool {
+        match self {
+            DataSpec::Recall(_) | DataSpec::Needle(_) | DataSpec::Variables(_) | DataSpec::Demos(_) => true,
+            DataSpec::TextDir { corpus, .. } | DataSpec::Jsonl { corpus, .. } | DataSpec::Cargo { corpus, .. } => {
+                corpus.insert.is_some()
+            }
         }
     }
 
@@ -253,8 +279,15 @@ fn resolve_corpus(
             max_bytes,
             tokenizer,
             holdout,
+            insert,
         } => {
-            let corpus = corpus_options(tokenizer_of(tokenizer)?, holdout, min_bytes, max_bytes, invalid)?;
+            let corpus = corpus_options(
+                tokenizer_of(tokenizer)?,
+                holdout,
+                insert,
+                (min_bytes, max_bytes),
+                invalid,
+            )?;
             let path = resolve_path(base, &path);
             if check_paths && !path.is_dir() {
                 return Err(invalid(
@@ -278,8 +311,15 @@ fn resolve_corpus(
             max_bytes,
             tokenizer,
             holdout,
+            insert,
         } => {
-            let corpus = corpus_options(tokenizer_of(tokenizer)?, holdout, min_bytes, max_bytes, invalid)?;
+            let corpus = corpus_options(
+                tokenizer_of(tokenizer)?,
+                holdout,
+                insert,
+                (min_bytes, max_bytes),
+                invalid,
+            )?;
             let path = resolve_path(base, &path);
             if check_paths && !path.is_file() {
                 return Err(invalid("data.path", &path.display(), "an existing JSONL file"));
@@ -298,8 +338,15 @@ fn resolve_corpus(
             max_bytes,
             tokenizer,
             holdout,
+            insert,
         } => {
-            let corpus = corpus_options(tokenizer_of(tokenizer)?, holdout, min_bytes, max_bytes, invalid)?;
+            let corpus = corpus_options(
+                tokenizer_of(tokenizer)?,
+                holdout,
+                insert,
+                (min_bytes, max_bytes),
+                invalid,
+            )?;
             let lock = lock.map_or_else(
                 || Path::new(env!("CARGO_MANIFEST_DIR")).join("Cargo.lock"),
                 |l| resolve_path(base, &l),
@@ -339,15 +386,18 @@ fn corpus_tokenizer(
     Ok(tokenizer)
 }
 
-/// Validates the settings every corpus kind shares: the held-out fraction and the length
-/// limits.
+/// Validates the settings every corpus kind shares: the held-out fraction, the inserted
+/// task and the length limits.
 fn corpus_options(
     tokenizer: TokenizerKind,
     holdout: f64,
-    min_bytes: usize,
-    max_bytes: Option<usize>,
+    insert: Option<InsertConfig>,
+    (min_bytes, max_bytes): (usize, Option<usize>),
     invalid: Invalid,
 ) -> Result<CorpusOptions, SpecError> {
+    if let Some(e) = insert.as_ref().and_then(|i| i.validate().err()) {
+        return Err(invalid(&format!("data.insert.{}", e.key), &e.value, &e.allowed));
+    }
     if !(0.0..1.0).contains(&holdout) {
         return Err(invalid("data.holdout", &holdout, "a fraction in [0, 1)"));
     }
@@ -358,5 +408,9 @@ fn corpus_options(
             &format!("at least data.min_bytes = {min_bytes}"),
         ));
     }
-    Ok(CorpusOptions { tokenizer, holdout })
+    Ok(CorpusOptions {
+        tokenizer,
+        holdout,
+        insert,
+    })
 }

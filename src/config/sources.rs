@@ -4,6 +4,7 @@ use super::{CorpusOptions, DataSpec, Spec};
 use crate::data::cargo_corpus::{cargo_home, cargo_sources};
 use crate::data::classify::DemoSource;
 use crate::data::loaders::{jsonl, text_dir, TextDocument};
+use crate::data::text_tasks::InsertSource;
 use crate::data::tokenized::{default_cache_dir, tokenize_cached, CorpusSource};
 use crate::data::{Document, DocumentSource, NeedleSource, RecallSource, SegmentStream, VariablesSource};
 use std::sync::Arc;
@@ -17,6 +18,8 @@ pub enum AnySource {
     Variables(VariablesSource),
     Demos(DemoSource),
     Corpus(CorpusSource),
+    /// A text task inserted into a corpus's text.
+    Text(InsertSource),
 }
 
 impl DocumentSource for AnySource {
@@ -27,6 +30,7 @@ impl DocumentSource for AnySource {
             AnySource::Variables(s) => s.document(row, index),
             AnySource::Demos(s) => s.document(row, index),
             AnySource::Corpus(s) => s.document(row, index),
+            AnySource::Text(s) => s.document(row, index),
         }
     }
     fn vocab_size(&self) -> i64 {
@@ -36,6 +40,7 @@ impl DocumentSource for AnySource {
             AnySource::Variables(s) => s.vocab_size(),
             AnySource::Demos(s) => s.vocab_size(),
             AnySource::Corpus(s) => s.vocab_size(),
+            AnySource::Text(s) => s.vocab_size(),
         }
     }
     fn exists(&self, row: u64, index: u64) -> bool {
@@ -45,6 +50,7 @@ impl DocumentSource for AnySource {
             AnySource::Variables(s) => s.exists(row, index),
             AnySource::Demos(s) => s.exists(row, index),
             AnySource::Corpus(s) => s.exists(row, index),
+            AnySource::Text(s) => s.exists(row, index),
         }
     }
 }
@@ -106,6 +112,15 @@ pub fn source(spec: &Spec, split: Split, rows: usize) -> anyhow::Result<AnySourc
     };
     let part = split_documents(docs, corpus, split)?;
     let tokenized = tokenize_cached(&part, &corpus.tokenizer, &default_cache_dir())?;
+    if let Some(insert) = &corpus.insert {
+        let tokenizer = Arc::from(corpus.tokenizer.build());
+        return Ok(AnySource::Text(InsertSource::new(
+            insert.clone(),
+            &tokenized,
+            tokenizer,
+            seed,
+        )?));
+    }
     Ok(AnySource::Corpus(CorpusSource {
         corpus: Arc::new(tokenized),
         rows: rows as u64,
@@ -149,7 +164,8 @@ pub fn train_stream(spec: &Spec, device: Device) -> anyhow::Result<SegmentStream
 
 /// What an evaluation reads: the held-out source with `rows` batch rows, and how many
 /// documents per row to stream. A generator never runs out: `documents` per row (default
-/// 8), drawn from the spec's seed plus `seed_offset`. A corpus: its first `documents`
+/// 8), drawn from the spec's seed plus `seed_offset`; so does a text task inserted into a
+/// corpus's held-out text. A corpus: its first `documents`
 /// held-out documents in id order (default all), each read once; the count per row is then
 /// the most any row has.
 pub fn held_out(
@@ -164,9 +180,11 @@ pub fn held_out(
     };
     let per_row = match source {
         AnySource::Corpus(_) => first_missing(&source, rows),
-        AnySource::Recall(_) | AnySource::Needle(_) | AnySource::Variables(_) | AnySource::Demos(_) => {
-            documents.unwrap_or(8)
-        }
+        AnySource::Recall(_)
+        | AnySource::Needle(_)
+        | AnySource::Variables(_)
+        | AnySource::Demos(_)
+        | AnySource::Text(_) => documents.unwrap_or(8),
     };
     Ok((source, per_row))
 }

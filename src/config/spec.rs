@@ -148,8 +148,8 @@ impl Spec {
 
     /// The same spec with its generator's `[data]` settings changed by `changes` (e.g.
     /// `doc_tokens`, `needle_rate`): held-out documents other than those trained on, such as
-    /// longer ones. Only the built-in recall, needle and variables generators take changes; errors name
-    /// the key.
+    /// longer ones. Only the built-in recall, needle and variables generators and the text task
+    /// a corpus inserts (`data.insert`: its keys) take changes; errors name the key.
     pub fn with_data_changes(&self, changes: &toml::Table) -> Result<Spec, String> {
         fn changed<T: Serialize + serde::de::DeserializeOwned>(config: &T, changes: &toml::Table) -> Result<T, String> {
             let mut table = toml::Table::try_from(config).map_err(|e| e.to_string())?;
@@ -173,10 +173,17 @@ impl Spec {
                 *v = changed(v, changes)?;
                 v.validate().map_err(|e| e.to_string())?;
             }
+            DataSpec::TextDir { corpus, .. } | DataSpec::Jsonl { corpus, .. } | DataSpec::Cargo { corpus, .. }
+                if corpus.insert.is_some() =>
+            {
+                let insert = corpus.insert.as_mut().expect("matched on its presence");
+                *insert = changed(insert, changes)?;
+                insert.validate().map_err(|e| e.to_string())?;
+            }
             _ => {
                 return Err(
-                    "only the recall, needle and variables generators take held-out data changes; a corpus's held-out \
-                     documents are its own"
+                    "only the recall, needle and variables generators and a corpus's inserted text task \
+                     (data.insert) take held-out data changes; a corpus's held-out documents are its own"
                         .into(),
                 )
             }

@@ -7,6 +7,7 @@ pub mod loaders;
 pub mod needle;
 pub mod recall;
 pub mod stream;
+pub mod text_tasks;
 pub mod tokenized;
 pub mod variables;
 
