@@ -37,6 +37,11 @@ pub struct IclSpec {
     /// Test queries per seed: built in, this many fresh ones (default 200); from a file, the
     /// first this many (default: all).
     pub test_examples: Option<usize>,
+    /// The memory size (tokens) a memory model writes the demonstrations to (default: its
+    /// trained `memory.size`): the paper's 2,000 demonstrations need more than a small
+    /// model's trained memory holds. Left out of the JSON (and so of run ids) when unset.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub memory_size: Option<i64>,
 }
 
 mod icl_defaults {
@@ -103,6 +108,9 @@ pub(super) fn resolve_icl(mut icl: IclSpec, data: &DataSpec, r: &Resolver) -> Re
     }
     if icl.memory_shots.is_empty() {
         return Err(r.invalid("icl.memory_shots", &"[]", "at least one number (0 = empty memory)"));
+    }
+    if let Some(m) = icl.memory_size.filter(|&m| m <= 0) {
+        return Err(r.invalid("icl.memory_size", &m, "a positive number of tokens"));
     }
     if icl.test_examples == Some(0) {
         return Err(r.invalid("icl.test_examples", &0, "at least 1"));

@@ -9,6 +9,7 @@ use crate::eval::result::{EvalResult, IclResult};
 use crate::eval::run::{self, PerplexitySettings};
 use crate::eval::{result_file_name, PAPER_LENGTH_EDGES};
 use crate::fsutil::write_json_atomic;
+use crate::methods::MethodModel;
 use crate::models::weights;
 use crate::train::{train, Outcome, TrainSummary};
 use anyhow::{bail, Context};
@@ -156,23 +157,16 @@ pub fn evaluate_run(request: &EvalRequest) -> anyhow::Result<EvalOutcome> {
         None => spec.segment_len,
         Some(w) => spec.check_window(w).map_err(|e| anyhow::anyhow!("--window {e}"))?,
     };
-    // The build loads `backbone.weights`; a method that trains then takes its run's weights.
-    let mut model = spec.build_model(device)?;
-    if spec.method.trains() {
-        let file = weights_dir.join(model.weights_file());
-        if !file.is_file() {
-            bail!(
-                "{} does not exist: train the run first (`longmem train {}`)",
-                file.display(),
-                spec_name.display()
-            );
-        }
-        weights::load_safetensors(model.trained_vs(), &file, &spec.backbone)
-            .with_context(|| format!("loading the trained weights of {}", weights_dir.display()))?;
-    }
-    if o.no_memory && !run::close_memory_gates(model.as_ref()) {
-        bail!("--no-memory ablates a memory model; {} has no memory", spec.method);
-    }
+    let build = |spec: &Spec| trained_model(spec, weights_dir, spec_name, o.no_memory, device);
+    // ICL runs with its own memory size where `icl.memory_size` sets one and the command
+    // line does not.
+    let icl_spec = match spec.icl.as_ref().and_then(|icl| icl.memory_size) {
+        Some(size) if spec.method.has_memory() && o.memory.memory_size.is_none() => spec
+            .with_memory(Some(size), None, None)
+            .map_err(|e| anyhow::anyhow!("{e} (from icl.memory_size)"))?,
+        _ => spec.clone(),
+    };
+    let mut model = build(if o.icl_only { &icl_spec } else { spec })?;
     let overrides = o.memory.overrides_memory();
     let retrieval = o.memory.retrieval.unwrap_or_default();
     let name = |stem| {
@@ -202,7 +196,10 @@ pub fn evaluate_run(request: &EvalRequest) -> anyhow::Result<EvalOutcome> {
     }
     match &spec.icl {
         Some(icl) if o.window.is_none() && !o.no_icl => {
-            let result = run::in_context(model.as_mut(), spec, icl, o.seed_offset, o.no_memory)?;
+            if !o.icl_only && icl_spec.memory != spec.memory {
+                model = build(&icl_spec)?;
+            }
+            let result = run::in_context(model.as_mut(), &icl_spec, icl, o.seed_offset, o.no_memory)?;
             let path = out_dir.join(name("icl"));
             result.write(&path)?;
             outcome.icl = Some((path, result));
@@ -214,6 +211,35 @@ pub fn evaluate_run(request: &EvalRequest) -> anyhow::Result<EvalOutcome> {
         _ => {}
     }
     Ok(outcome)
+}
+
+/// The model of `spec` with the weights its run trained (in `weights_dir`), its memory
+/// gates closed for the no-memory ablation.
+fn trained_model(
+    spec: &Spec,
+    weights_dir: &Path,
+    spec_name: &Path,
+    no_memory: bool,
+    device: tch::Device,
+) -> anyhow::Result<Box<dyn MethodModel>> {
+    // The build loads `backbone.weights`; a method that trains then takes its run's weights.
+    let model = spec.build_model(device)?;
+    if spec.method.trains() {
+        let file = weights_dir.join(model.weights_file());
+        if !file.is_file() {
+            bail!(
+                "{} does not exist: train the run first (`longmem train {}`)",
+                file.display(),
+                spec_name.display()
+            );
+        }
+        weights::load_safetensors(model.trained_vs(), &file, &spec.backbone)
+            .with_context(|| format!("loading the trained weights of {}", weights_dir.display()))?;
+    }
+    if no_memory && !run::close_memory_gates(model.as_ref()) {
+        bail!("--no-memory ablates a memory model; {} has no memory", spec.method);
+    }
+    Ok(model)
 }
 
 /// The spec evaluated: the trained one with the memory `options` ask for, after checking

@@ -26,7 +26,12 @@ impl View<'_> {
         self.summary.iter().find(|r| {
             r.metric == metric
                 && label(&r.method, &r.params) == label_
-                && at.iter().all(|(k, v)| r.params.get(*k).is_none_or(|have| have == v))
+                && at.iter().all(|&(k, v)| match r.params.get(k) {
+                    Some(have) => have == v,
+                    // Exact retrieval writes no `retrieval` column: a row without one is
+                    // exact, never a bound that was not measured.
+                    None => k != "retrieval" || v == "exact",
+                })
         })
     }
 
@@ -74,5 +79,40 @@ impl View<'_> {
                 .total_cmp(&b.parse::<f64>().unwrap_or(0.0))
         });
         v
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn row(params: &[(&str, &str)], mean: f64) -> SummaryRow {
+        SummaryRow {
+            experiment: "e".into(),
+            method: "memtrm".into(),
+            params: params.iter().map(|&(k, v)| (k.to_string(), v.to_string())).collect(),
+            metric: "acc".into(),
+            n: 1,
+            mean,
+            std: 0.0,
+            ci95: 0.0,
+        }
+    }
+
+    #[test]
+    fn a_bound_that_was_not_measured_is_not_found_as_the_exact_row() {
+        // Exact rows have no retrieval column; only the oracle bound was measured.
+        let summary = [row(&[("memory_size", "64")], 0.1), row(&[("memory_size", "64"), ("retrieval", "oracle")], 0.9)];
+        let v = View {
+            summary: &summary,
+            references: BTreeMap::new(),
+        };
+        let mean = |retrieval: &str| {
+            v.find("memtrm", "acc", &[("retrieval", retrieval), ("memory_size", "64")])
+                .map(|r| r.mean)
+        };
+        assert_eq!(mean("exact"), Some(0.1));
+        assert_eq!(mean("oracle"), Some(0.9));
+        assert_eq!(mean("random"), None);
     }
 }
