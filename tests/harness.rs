@@ -649,3 +649,56 @@ fn a_text_task_in_a_corpus_trains_and_evaluates_with_answers_by_distance() {
         .failure()
         .stderr(predicates::str::contains("data.insert.spacing"));
 }
+
+#[test]
+fn a_parquet_corpus_trains_and_evaluates_every_held_out_row_once() {
+    use polars::prelude::*;
+    let dir = tempfile::tempdir().unwrap();
+    let shards = dir.path().join("pg19");
+    std::fs::create_dir(&shards).unwrap();
+    for s in 0..3 {
+        let texts: Vec<String> = (0..4)
+            .map(|d| format!("Book {s}-{d} tells of a river that keeps the memory of old stones. ").repeat(8))
+            .collect();
+        let mut frame = df!("text" => texts).unwrap();
+        let file = std::fs::File::create(shards.join(format!("train-{s:05}.parquet"))).unwrap();
+        ParquetWriter::new(file).finish(&mut frame).unwrap();
+    }
+    let file = write_experiment(dir.path(), "preset = [\"plain\"]");
+    let data = format!(
+        "kind = \"parquet\"\npath = \"{}\"\ntokenizer = \"byte\"\nholdout = 0.25",
+        shards.join("train-*.parquet").display()
+    );
+    let text = std::fs::read_to_string(&file)
+        .unwrap()
+        .replace("kind = \"recall\"\ndoc_tokens = 64", &data)
+        .replace("\"data.doc_tokens\" = 16\n", "")
+        .replace("[eval]\ndocuments = 2\n", "[eval]\n");
+    std::fs::write(&file, &text).unwrap();
+    longmem().arg("sweep").arg(&file).assert().success();
+    let runs = Experiment::load(&file).unwrap().plan().unwrap();
+    let eval = runs.iter().find(|r| r.stage == Stage::Eval).unwrap();
+    let result = common::eval_result(&eval.dir);
+    // The last 3 of 12 rows are held out, each read once: every byte scored, give or take
+    // the document's first and an end-of-text.
+    let row_bytes = "Book 0-0 tells of a river that keeps the memory of old stones. ".len() as f64 * 8.0;
+    let documents: u64 = result.totals.by_length.iter().map(|b| b.documents).sum();
+    assert_eq!(documents, 3, "{:?}", result.totals.by_length);
+    let tokens = result.totals.tokens;
+    assert!(
+        (tokens - 3.0 * row_bytes).abs() <= 3.0,
+        "{tokens} tokens for 3 rows of {row_bytes}"
+    );
+    // A column the shards lack is named with the ones they have.
+    std::fs::write(
+        &file,
+        text.replace("holdout = 0.25", "holdout = 0.25\ntext_column = \"content\""),
+    )
+    .unwrap();
+    longmem()
+        .arg("sweep")
+        .arg(&file)
+        .assert()
+        .failure()
+        .stderr(predicates::str::contains("no column `content`").and(predicates::str::contains("`text`")));
+}

@@ -4,7 +4,7 @@
 
 use super::resolver::{Resolver, SpecError};
 use crate::data::classify::DemoCorpusConfig;
-use crate::data::loaders::LengthFilter;
+use crate::data::loaders::{parquet_shards, LengthFilter};
 use crate::data::text_tasks::InsertConfig;
 use crate::data::{NeedleConfig, RecallConfig, VariablesConfig};
 use crate::fsutil::resolve_path;
@@ -69,6 +69,22 @@ pub enum RawDataSpec {
         /// variable-tracking templates; data/text_tasks.rs).
         insert: Option<InsertConfig>,
     },
+    Parquet {
+        path: PathBuf,
+        #[serde(default = "defaults::field")]
+        text_column: String,
+        id_column: Option<String>,
+        #[serde(default)]
+        min_bytes: usize,
+        max_bytes: Option<usize>,
+        /// Default: the tokenizer of `backbone.weights` when that is a model directory
+        /// with a `tokenizer.json`, else GPT-2's.
+        tokenizer: Option<TokenizerKind>,
+        #[serde(default = "defaults::holdout")]
+        holdout: f64,
+        /// A text task whose sentences go into the corpus's text (data/text_tasks.rs).
+        insert: Option<InsertConfig>,
+    },
     Cargo {
         lock: Option<PathBuf>,
         #[serde(default = "defaults::cargo_min_bytes")]
@@ -126,6 +142,21 @@ pub enum DataSpec {
         #[serde(flatten)]
         corpus: CorpusOptions,
     },
+    /// Parquet shards with a text column (the Hugging Face datasets layout, e.g. PG-19): a
+    /// file, a directory (every `*.parquet` below it) or a glob; one document per row.
+    Parquet {
+        path: PathBuf,
+        text_column: String,
+        /// Ids (and so the held-out split's order) from this column; default `<shard>:<row>`.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        id_column: Option<String>,
+        #[serde(default, skip_serializing_if = "is_zero")]
+        min_bytes: usize,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        max_bytes: Option<usize>,
+        #[serde(flatten)]
+        corpus: CorpusOptions,
+    },
     /// The sources of the crates pinned in a Cargo.lock (default: this project's).
     Cargo {
         lock: Option<PathBuf>,
@@ -162,24 +193,44 @@ impl DataSpec {
             DataSpec::Recall(r) => r.vocab_size(),
             DataSpec::Needle(n) => n.vocab_size(),
             DataSpec::Variables(v) => v.vocab_size(),
+            DataSpec::Demos(d) => d.vocab().vocab_size() as i64,
             // A model's tokenizer that is not on this machine (planning elsewhere) has no
             // known vocabulary: 0, so that nothing is checked against it.
-            DataSpec::TextDir { corpus, .. } | DataSpec::Jsonl { corpus, .. } | DataSpec::Cargo { corpus, .. } => {
-                corpus.tokenizer.load().map_or(0, |t| t.vocab_size() as i64)
-            }
-            DataSpec::Demos(d) => d.vocab().vocab_size() as i64,
+            corpus => corpus
+                .corpus()
+                .expect("the other kinds are corpora")
+                .tokenizer
+                .load()
+                .map_or(0, |t| t.vocab_size() as i64),
+        }
+    }
+
+    /// The settings of a text corpus; `None` for the generators.
+    pub fn corpus(&self) -> Option<&CorpusOptions> {
+        match self {
+            DataSpec::TextDir { corpus, .. }
+            | DataSpec::Jsonl { corpus, .. }
+            | DataSpec::Parquet { corpus, .. }
+            | DataSpec::Cargo { corpus, .. } => Some(corpus),
+            DataSpec::Recall(_) | DataSpec::Needle(_) | DataSpec::Variables(_) | DataSpec::Demos(_) => None,
+        }
+    }
+
+    /// [`DataSpec::corpus`], to change.
+    pub fn corpus_mut(&mut self) -> Option<&mut CorpusOptions> {
+        match self {
+            DataSpec::TextDir { corpus, .. }
+            | DataSpec::Jsonl { corpus, .. }
+            | DataSpec::Parquet { corpus, .. }
+            | DataSpec::Cargo { corpus, .. } => Some(corpus),
+            DataSpec::Recall(_) | DataSpec::Needle(_) | DataSpec::Variables(_) | DataSpec::Demos(_) => None,
         }
     }
 
     /// Whether documents are generated (the built-in generators, and a text task inserted
     /// into a corpus): they depend on the seed and the rows, and never run out.
     pub fn is_generated(&self) -> bool {
-        match self {
-            DataSpec::Recall(_) | DataSpec::Needle(_) | DataSpec::Variables(_) | DataSpec::Demos(_) => true,
-            DataSpec::TextDir { corpus, .. } | DataSpec::Jsonl { corpus, .. } | DataSpec::Cargo { corpus, .. } => {
-                corpus.insert.is_some()
-            }
-        }
+        self.corpus().is_none_or(|c| c.insert.is_some())
     }
 
     /// The tokenizer of text data; `None` for the recall, needle and variables corpora
@@ -188,20 +239,13 @@ impl DataSpec {
         match self {
             DataSpec::Recall(_) | DataSpec::Needle(_) | DataSpec::Variables(_) => None,
             DataSpec::Demos(d) => Some(Box::new(d.vocab())),
-            DataSpec::TextDir { corpus, .. } | DataSpec::Jsonl { corpus, .. } | DataSpec::Cargo { corpus, .. } => {
-                Some(corpus.tokenizer.build())
-            }
+            corpus => corpus.corpus().map(|c| c.tokenizer.build()),
         }
     }
 
     /// The tokenizer setting of a text corpus; `None` for the generators.
     pub fn tokenizer_kind(&self) -> Option<&TokenizerKind> {
-        match self {
-            DataSpec::TextDir { corpus, .. } | DataSpec::Jsonl { corpus, .. } | DataSpec::Cargo { corpus, .. } => {
-                Some(&corpus.tokenizer)
-            }
-            _ => None,
-        }
+        self.corpus().map(|c| &c.tokenizer)
     }
 
     /// The length limits of a corpus's documents; `None` for the generators.
@@ -212,6 +256,9 @@ impl DataSpec {
                 min_bytes, max_bytes, ..
             }
             | DataSpec::Jsonl {
+                min_bytes, max_bytes, ..
+            }
+            | DataSpec::Parquet {
                 min_bytes, max_bytes, ..
             }
             | DataSpec::Cargo {
@@ -327,6 +374,42 @@ fn resolve_corpus(
             DataSpec::Jsonl {
                 path,
                 field,
+                min_bytes,
+                max_bytes,
+                corpus,
+            }
+        }
+        RawDataSpec::Parquet {
+            path,
+            text_column,
+            id_column,
+            min_bytes,
+            max_bytes,
+            tokenizer,
+            holdout,
+            insert,
+        } => {
+            let corpus = corpus_options(
+                tokenizer_of(tokenizer)?,
+                holdout,
+                insert,
+                (min_bytes, max_bytes),
+                invalid,
+            )?;
+            let path = resolve_path(base, &path);
+            if check_paths {
+                if let Err(e) = parquet_shards(&path) {
+                    return Err(invalid(
+                        "data.path",
+                        &path.display(),
+                        &format!("a Parquet file, a directory of them or a glob matching some ({e})"),
+                    ));
+                }
+            }
+            DataSpec::Parquet {
+                path,
+                text_column,
+                id_column,
                 min_bytes,
                 max_bytes,
                 corpus,

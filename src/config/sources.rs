@@ -3,7 +3,7 @@
 use super::{CorpusOptions, DataSpec, Spec};
 use crate::data::cargo_corpus::{cargo_home, cargo_sources};
 use crate::data::classify::DemoSource;
-use crate::data::loaders::{jsonl, text_dir, TextDocument};
+use crate::data::loaders::{jsonl, parquet, text_dir, TextDocument};
 use crate::data::text_tasks::InsertSource;
 use crate::data::tokenized::{default_cache_dir, tokenize_cached, CorpusSource};
 use crate::data::{Document, DocumentSource, NeedleSource, RecallSource, SegmentStream, VariablesSource};
@@ -97,6 +97,16 @@ pub fn source(spec: &Spec, split: Split, rows: usize) -> anyhow::Result<AnySourc
         DataSpec::Jsonl {
             path, field, corpus, ..
         } => (lengths.keep(jsonl(path, field)?, path)?, corpus),
+        DataSpec::Parquet {
+            path,
+            text_column,
+            id_column,
+            corpus,
+            ..
+        } => (
+            lengths.keep(parquet(path, text_column, id_column.as_deref())?, path)?,
+            corpus,
+        ),
         DataSpec::Cargo { lock, corpus, .. } => {
             let lock = lock.as_ref().expect("resolved specs name the lock file");
             let found = cargo_sources(lock, &cargo_home(), lengths)?;

@@ -173,20 +173,19 @@ impl Spec {
                 *v = changed(v, changes)?;
                 v.validate().map_err(|e| e.to_string())?;
             }
-            DataSpec::TextDir { corpus, .. } | DataSpec::Jsonl { corpus, .. } | DataSpec::Cargo { corpus, .. }
-                if corpus.insert.is_some() =>
-            {
-                let insert = corpus.insert.as_mut().expect("matched on its presence");
-                *insert = changed(insert, changes)?;
-                insert.validate().map_err(|e| e.to_string())?;
-            }
-            _ => {
-                return Err(
-                    "only the recall, needle and variables generators and a corpus's inserted text task \
+            data => match data.corpus_mut().and_then(|c| c.insert.as_mut()) {
+                Some(insert) => {
+                    *insert = changed(insert, changes)?;
+                    insert.validate().map_err(|e| e.to_string())?;
+                }
+                None => {
+                    return Err(
+                        "only the recall, needle and variables generators and a corpus's inserted text task \
                      (data.insert) take held-out data changes; a corpus's held-out documents are its own"
-                        .into(),
-                )
-            }
+                            .into(),
+                    )
+                }
+            },
         }
         // The model reads token ids: held-out documents must number their tokens as trained.
         let (trained, held_out) = (self.data.vocab_size(), spec.data.vocab_size());
