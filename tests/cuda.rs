@@ -92,3 +92,40 @@ precision = "{precision}"
         assert!(summary.final_loss.is_finite(), "{precision}: {summary:?}");
     }
 }
+
+/// The tiled dense search on a GPU (the path every CUDA search takes) equals one untiled
+/// pass, and the CPU's dense search of the same bank.
+#[test]
+fn tiled_cuda_search_equals_the_untiled_one_and_the_cpu() {
+    use longmem_bench::memory::{BankConfig, BankSharing, Eviction, MemoryBank};
+    use tch::{Kind, Tensor};
+    let Some(gpu) = cuda() else { return };
+    let _rng = common::rng_lock();
+    tch::manual_seed(13);
+    let (h, d, n) = (4, 16, 2048);
+    let config = |device| BankConfig {
+        n_head: h,
+        head_dim: d,
+        capacity: n * 2,
+        chunk: 2,
+        top_k: 16,
+        batch: 2,
+        sharing: BankSharing::PerStream,
+        eviction: Eviction::Fifo,
+        kind: Kind::Half,
+        device,
+    };
+    let keys = Tensor::randn([2, h, 3000, d], (Kind::Float, Device::Cpu)).to_kind(Kind::Half);
+    let q = Tensor::randn([2, h, 256, d], (Kind::Float, Device::Cpu));
+    let mut cpu = MemoryBank::new(config(Device::Cpu)).unwrap();
+    cpu.write(&keys, &keys);
+    let mut bank = MemoryBank::new(config(gpu)).unwrap();
+    bank.write(&keys.to_device(gpu), &keys.to_device(gpu));
+    let (slots, top) = bank.search_dense(&q.to_device(gpu), 8);
+    bank.set_search_budget(2 * h * n * 6 * 10); // tiles of 10 queries
+    let (tiled_slots, tiled_top) = bank.search_dense(&q.to_device(gpu), 8);
+    assert!(tiled_slots.equal(&slots));
+    assert!(max_abs_diff(&tiled_top, &top) < 1e-3);
+    let (_, cpu_top) = cpu.search_dense(&q, 8);
+    assert!(max_abs_diff(&top.to_device(Device::Cpu), &cpu_top) < 1e-2);
+}

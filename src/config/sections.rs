@@ -75,6 +75,9 @@ pub(super) fn resolve_memory(
             return Err(r.invalid(key, &value, &format!("a positive multiple of {chunk_key} = {chunk}")));
         }
     }
+    if let Some(mib) = m.search_budget_mib.filter(|&mib| mib <= 0) {
+        return Err(r.invalid("memory.search_budget_mib", &mib, "a positive number of MiB"));
+    }
     Ok(MemorySpec { chunk, ..m.clone() })
 }
 

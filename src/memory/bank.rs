@@ -151,9 +151,23 @@ pub struct MemoryBank {
     written_chunks: Vec<i64>,
     /// How retrievals choose their chunks (evaluation bounds; exact by default).
     policy: Policy,
+    /// Bytes of scores one step of the dense search may hold (it scores queries in tiles
+    /// under this; see `search.rs`).
+    search_budget: i64,
 }
 
+/// The dense search's default score budget: 2 GiB, so that the paper's training shape
+/// (B = 8, 16 heads, T = 1,024 queries over 16,384 chunks: 8.6 GB of f32 scores at once)
+/// searches in 5 tiles beside the model on an 80 GB GPU.
+pub const DEFAULT_SEARCH_BUDGET: i64 = 2 << 30;
+
 impl MemoryBank {
+    /// Bounds the bytes of scores the dense search holds at once (`memory.search_budget_mib`);
+    /// results are the same at any budget.
+    pub fn set_search_budget(&mut self, bytes: i64) {
+        self.search_budget = bytes.max(1);
+    }
+
     pub fn new(config: BankConfig) -> Result<Self, BankError> {
         config.validate()?;
         let streams = match config.sharing {
@@ -177,6 +191,7 @@ impl MemoryBank {
             pending: vec![0; streams as usize],
             written_chunks: vec![0; streams as usize],
             policy: Policy::Exact,
+            search_budget: DEFAULT_SEARCH_BUDGET,
             config,
         };
         Ok(bank)

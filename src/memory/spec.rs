@@ -19,6 +19,11 @@ pub struct MemorySpec {
     pub eviction: super::Eviction,
     pub dtype: StorageDtype,
     pub reset_at_document: bool,
+    /// MiB of scores the dense search (every CUDA search) may hold at once; it scores
+    /// queries in tiles under this, with the same results (default 2,048). Left out of the
+    /// JSON (and so of run ids) when unset.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub search_budget_mib: Option<i64>,
 }
 
 impl Default for MemorySpec {
@@ -31,6 +36,7 @@ impl Default for MemorySpec {
             eviction: super::Eviction::Fifo,
             dtype: StorageDtype::F32,
             reset_at_document: true,
+            search_budget_mib: None,
         }
     }
 }

@@ -248,7 +248,7 @@ fn backbone_store(
 
 /// The memory bank of a memory method's spec.
 fn memory_bank(spec: &ModelSpec, device: Device) -> Result<MemoryBank, BankError> {
-    MemoryBank::new(BankConfig {
+    let mut bank = MemoryBank::new(BankConfig {
         n_head: spec.backbone.n_kv_head(),
         head_dim: spec.backbone.head_dim(),
         capacity: spec.memory.size,
@@ -259,7 +259,11 @@ fn memory_bank(spec: &ModelSpec, device: Device) -> Result<MemoryBank, BankError
         eviction: spec.memory.eviction,
         kind: spec.memory.dtype.kind(),
         device,
-    })
+    })?;
+    if let Some(mib) = spec.memory.search_budget_mib {
+        bank.set_search_budget(mib.saturating_mul(1 << 20));
+    }
+    Ok(bank)
 }
 
 /// What a memory model's forward returns to its step.

@@ -59,8 +59,29 @@ impl MemoryBank {
     }
 
     /// Dense scores and `topk`: the reference, and the path for GPUs, half-precision banks
-    /// and small searches.
+    /// and small searches. Queries are scored in tiles along T whose scores (f32, plus the
+    /// bank's dtype where that is narrower) fit the bank's search budget, so memory stays
+    /// bounded at any shape; each query's top-k is its own, so tiling changes nothing.
     pub fn search_dense(&self, queries: &Tensor, kc: i64) -> (Tensor, Tensor) {
+        let (b, h, t, _) = queries.size4().expect("queries must be [B, H, T, d]");
+        let bytes_per_score = 4 + if self.config.kind == Kind::Float {
+            0
+        } else {
+            self.config.kind.elt_size_in_bytes() as i64
+        };
+        let tile = (self.search_budget / (b * h * self.n_chunks * bytes_per_score).max(1)).clamp(1, t);
+        if tile >= t {
+            return self.search_dense_tile(queries, kc);
+        }
+        let (slots, top): (Vec<Tensor>, Vec<Tensor>) = (0..t)
+            .step_by(tile as usize)
+            .map(|start| self.search_dense_tile(&queries.narrow(2, start, tile.min(t - start)), kc))
+            .unzip();
+        (Tensor::cat(&slots, 2), Tensor::cat(&top, 2))
+    }
+
+    /// [`MemoryBank::search_dense`] of one tile of queries.
+    fn search_dense_tile(&self, queries: &Tensor, kc: i64) -> (Tensor, Tensor) {
         let _guard = tch::no_grad_guard();
         let (b, _, _, _) = queries.size4().expect("queries must be [B, H, T, d]");
         let n = self.n_chunks;
