@@ -291,3 +291,82 @@ fn icl_settings_errors_name_the_key() {
         (vec![4, 20], vec![2000], 6)
     );
 }
+
+/// `icl.memory_size` gives the ICL evaluation its own memory: a 16-token trained memory
+/// keeps 16 tokens of the three demonstrations, one of 4,096 keeps them all, and the
+/// result records the memory it ran with.
+#[test]
+fn icl_memory_size_sets_the_memory_the_demonstrations_go_to() {
+    let dir = tempfile::tempdir().unwrap();
+    write_task_files(dir.path());
+    let config = BackboneConfig::gpt2(257, 2, 2, 16, 128);
+    let vs = VarStore::new(Device::Cpu);
+    let _ = Backbone::new(&vs.root(), &config);
+    weights::save_safetensors(&vs, &dir.path().join("backbone.safetensors")).unwrap();
+    let text = |icl_memory: &str| {
+        format!(
+            r#"
+out_dir = "out"
+method = "longmem"
+[backbone]
+style = "gpt2"
+n_layer = 2
+n_head = 2
+n_embd = 16
+n_positions = 128
+dropout = 0.0
+memory_layer = 1
+weights = "backbone.safetensors"
+[memory]
+size = 16
+chunk = 4
+k = 16
+[data]
+kind = "text_dir"
+path = "corpus"
+tokenizer = "byte"
+holdout = 0.5
+[train]
+steps = 1
+batch_size = 4
+segment_len = 128
+[icl]
+task = "sst2"
+train_file = "train.tsv"
+test_file = "dev.tsv"
+local_shots = [1]
+memory_shots = [3]
+seeds = 1
+{icl_memory}
+"#
+        )
+    };
+    let run = |icl_memory: &str| {
+        let path = dir.path().join("spec.toml");
+        std::fs::write(&path, text(icl_memory)).unwrap();
+        let cli = |args: &[&str]| {
+            assert_cmd::Command::cargo_bin("longmem")
+                .unwrap()
+                .args(args)
+                .arg(&path)
+                .assert()
+                .success()
+        };
+        cli(&["train"]);
+        cli(&["eval", "--icl-only"]);
+        let json: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(dir.path().join("out/icl.json")).unwrap()).unwrap();
+        let row = &json["rows"][0];
+        (
+            row["memory_tokens_written"].as_u64().unwrap(),
+            row["memory_tokens_kept"].as_u64().unwrap(),
+            json["memory"]["size"].as_i64().unwrap(),
+        )
+    };
+    let (written, kept, size) = run("");
+    assert!(written > 16, "{written} tokens of three demonstrations");
+    assert_eq!((kept, size), (16, 16));
+    let (written_again, kept, size) = run("memory_size = 4096");
+    assert_eq!(written_again, written);
+    assert_eq!((kept, size), (written / 4 * 4, 4096));
+}
