@@ -102,7 +102,10 @@ mod tests {
     #[test]
     fn a_bound_that_was_not_measured_is_not_found_as_the_exact_row() {
         // Exact rows have no retrieval column; only the oracle bound was measured.
-        let summary = [row(&[("memory_size", "64")], 0.1), row(&[("memory_size", "64"), ("retrieval", "oracle")], 0.9)];
+        let summary = [
+            row(&[("memory_size", "64")], 0.1),
+            row(&[("memory_size", "64"), ("retrieval", "oracle")], 0.9),
+        ];
         let v = View {
             summary: &summary,
             references: BTreeMap::new(),
