@@ -14,7 +14,7 @@ export LIBTORCH := `scripts/setup-libtorch.sh`
 default:
     @just --list
 
-# The default study on CPU (experiments/reproduce*.toml; about 27 minutes on 2 cores once the
+# The default study on CPU (experiments/reproduce*.toml; 27 to 42 minutes on 2 cores once the
 # dependencies are built): a backbone pretrained once, LongMem at two SideNet depths, MemTRM,
 # plain and the frozen backbone over 3 seeds and a memory-size x chunk-size grid, then
 # in-context learning with demonstrations in memory, then long-term memory at M = 65536 on
