@@ -4,7 +4,8 @@
 
 use super::resolver::{Resolver, SpecError};
 use crate::data::classify::DemoCorpusConfig;
-use crate::data::loaders::{parquet_shards, LengthFilter};
+use crate::data::loaders::LengthFilter;
+use crate::data::parquet::parquet_shards;
 use crate::data::text_tasks::InsertConfig;
 use crate::data::{NeedleConfig, RecallConfig, VariablesConfig};
 use crate::fsutil::resolve_path;
@@ -310,6 +311,35 @@ pub(super) fn resolve_data(data: RawDataSpec, model_dir: Option<&Path>, r: &Reso
     })
 }
 
+/// What resolving a corpus kind needs: where paths are relative to, whether they must
+/// exist, the tokenizer choice and the error constructor.
+struct CorpusContext<'a> {
+    base: &'a Path,
+    check_paths: bool,
+    tokenizer_of: TokenizerOf<'a>,
+    invalid: Invalid<'a>,
+}
+
+impl CorpusContext<'_> {
+    fn options(
+        &self,
+        tokenizer: Option<TokenizerKind>,
+        holdout: f64,
+        insert: Option<InsertConfig>,
+        lengths: (usize, Option<usize>),
+    ) -> Result<CorpusOptions, SpecError> {
+        corpus_options((self.tokenizer_of)(tokenizer)?, holdout, insert, lengths, self.invalid)
+    }
+
+    /// `path` where it is found (`ok`) or paths are not checked, else the error for `key`.
+    fn found(&self, key: &str, path: PathBuf, ok: bool, allowed: &str) -> Result<PathBuf, SpecError> {
+        match self.check_paths && !ok {
+            true => Err((self.invalid)(key, &path.display(), allowed)),
+            false => Ok(path),
+        }
+    }
+}
+
 /// [`resolve_data`] for the corpus kinds: their shared settings checked, their file found.
 fn resolve_corpus(
     data: RawDataSpec,
@@ -318,6 +348,12 @@ fn resolve_corpus(
     tokenizer_of: TokenizerOf,
     invalid: Invalid,
 ) -> Result<DataSpec, SpecError> {
+    let cx = CorpusContext {
+        base,
+        check_paths,
+        tokenizer_of,
+        invalid,
+    };
     Ok(match data {
         RawDataSpec::TextDir {
             path,
@@ -328,21 +364,14 @@ fn resolve_corpus(
             holdout,
             insert,
         } => {
-            let corpus = corpus_options(
-                tokenizer_of(tokenizer)?,
-                holdout,
-                insert,
-                (min_bytes, max_bytes),
-                invalid,
-            )?;
+            let corpus = cx.options(tokenizer, holdout, insert, (min_bytes, max_bytes))?;
             let path = resolve_path(base, &path);
-            if check_paths && !path.is_dir() {
-                return Err(invalid(
-                    "data.path",
-                    &path.display(),
-                    "an existing directory of text documents",
-                ));
-            }
+            let path = cx.found(
+                "data.path",
+                path.clone(),
+                path.is_dir(),
+                "an existing directory of text documents",
+            )?;
             DataSpec::TextDir {
                 path,
                 glob,
@@ -360,17 +389,9 @@ fn resolve_corpus(
             holdout,
             insert,
         } => {
-            let corpus = corpus_options(
-                tokenizer_of(tokenizer)?,
-                holdout,
-                insert,
-                (min_bytes, max_bytes),
-                invalid,
-            )?;
+            let corpus = cx.options(tokenizer, holdout, insert, (min_bytes, max_bytes))?;
             let path = resolve_path(base, &path);
-            if check_paths && !path.is_file() {
-                return Err(invalid("data.path", &path.display(), "an existing JSONL file"));
-            }
+            let path = cx.found("data.path", path.clone(), path.is_file(), "an existing JSONL file")?;
             DataSpec::Jsonl {
                 path,
                 field,
@@ -379,6 +400,14 @@ fn resolve_corpus(
                 corpus,
             }
         }
+        other => resolve_shards_or_crates(other, &cx)?,
+    })
+}
+
+/// [`resolve_corpus`] for Parquet shards and the cargo corpus.
+fn resolve_shards_or_crates(data: RawDataSpec, cx: &CorpusContext) -> Result<DataSpec, SpecError> {
+    let (base, check_paths) = (cx.base, cx.check_paths);
+    Ok(match data {
         RawDataSpec::Parquet {
             path,
             text_column,
@@ -389,23 +418,17 @@ fn resolve_corpus(
             holdout,
             insert,
         } => {
-            let corpus = corpus_options(
-                tokenizer_of(tokenizer)?,
-                holdout,
-                insert,
-                (min_bytes, max_bytes),
-                invalid,
-            )?;
+            let corpus = cx.options(tokenizer, holdout, insert, (min_bytes, max_bytes))?;
             let path = resolve_path(base, &path);
-            if check_paths {
-                if let Err(e) = parquet_shards(&path) {
-                    return Err(invalid(
-                        "data.path",
-                        &path.display(),
-                        &format!("a Parquet file, a directory of them or a glob matching some ({e})"),
-                    ));
-                }
-            }
+            let problem = match check_paths {
+                true => parquet_shards(&path).err().map(|e| e.to_string()),
+                false => None,
+            };
+            let allowed = format!(
+                "a Parquet file, a directory of them or a glob matching some ({})",
+                problem.as_deref().unwrap_or_default()
+            );
+            let path = cx.found("data.path", path, problem.is_none(), &allowed)?;
             DataSpec::Parquet {
                 path,
                 text_column,
@@ -423,20 +446,12 @@ fn resolve_corpus(
             holdout,
             insert,
         } => {
-            let corpus = corpus_options(
-                tokenizer_of(tokenizer)?,
-                holdout,
-                insert,
-                (min_bytes, max_bytes),
-                invalid,
-            )?;
+            let corpus = cx.options(tokenizer, holdout, insert, (min_bytes, max_bytes))?;
             let lock = lock.map_or_else(
                 || Path::new(env!("CARGO_MANIFEST_DIR")).join("Cargo.lock"),
                 |l| resolve_path(base, &l),
             );
-            if check_paths && !lock.is_file() {
-                return Err(invalid("data.lock", &lock.display(), "an existing Cargo.lock"));
-            }
+            let lock = cx.found("data.lock", lock.clone(), lock.is_file(), "an existing Cargo.lock")?;
             DataSpec::Cargo {
                 lock: Some(lock),
                 min_bytes,

@@ -3,7 +3,8 @@
 use super::{CorpusOptions, DataSpec, Spec};
 use crate::data::cargo_corpus::{cargo_home, cargo_sources};
 use crate::data::classify::DemoSource;
-use crate::data::loaders::{jsonl, parquet, text_dir, TextDocument};
+use crate::data::loaders::{jsonl, text_dir, TextDocument};
+use crate::data::parquet::parquet;
 use crate::data::text_tasks::InsertSource;
 use crate::data::tokenized::{default_cache_dir, tokenize_cached, CorpusSource};
 use crate::data::{Document, DocumentSource, NeedleSource, RecallSource, SegmentStream, VariablesSource};

@@ -5,6 +5,7 @@ pub mod cargo_corpus;
 pub mod classify;
 pub mod loaders;
 pub mod needle;
+pub mod parquet;
 pub mod recall;
 pub mod stream;
 pub mod text_tasks;
