@@ -572,34 +572,68 @@ fn reports_show_memory_staleness_by_age_and_the_accuracy_heat_map() {
     }
 }
 
+/// The mini experiment with `sweep`, its text edited by `(from, to)` replacements, written;
+/// its path and text.
+fn edited_experiment(dir: &Path, sweep: &str, edits: &[(&str, &str)]) -> (PathBuf, String) {
+    let file = write_experiment(dir, sweep);
+    let mut text = std::fs::read_to_string(&file).unwrap();
+    for (from, to) in edits {
+        assert!(text.contains(from), "{from:?} is not in the experiment");
+        text = text.replace(from, to);
+    }
+    std::fs::write(&file, &text).unwrap();
+    (file, text)
+}
+
+/// `file` rewritten as `text` is refused by `longmem sweep` with a message holding `needle`.
+fn sweep_refuses(file: &Path, text: &str, needle: &str) {
+    std::fs::write(file, text).unwrap();
+    longmem()
+        .arg("sweep")
+        .arg(file)
+        .assert()
+        .failure()
+        .stderr(predicates::str::contains(needle));
+}
+
+/// Answer tokens of every evaluation of `file`'s sweep: (all of them, those at least
+/// `far` tokens from their evidence), per run.
+fn answers_by_run(file: &Path, far: usize) -> Vec<(String, f64, f64)> {
+    let runs = Experiment::load(file).unwrap().plan().unwrap();
+    runs.iter()
+        .filter(|r| r.stage == Stage::Eval)
+        .map(|run| {
+            let buckets = common::eval_result(&run.dir).totals.by_distance;
+            let sum = |min: usize| buckets.iter().filter(|b| b.from >= min).map(|b| b.tokens).sum();
+            (run.id.clone(), sum(0), sum(far))
+        })
+        .collect()
+}
+
 #[test]
 fn the_variable_tracking_corpus_trains_and_evaluates_with_answers_by_distance() {
     let dir = tempfile::tempdir().unwrap();
-    let file = write_experiment(dir.path(), "preset = [\"longmem\", \"memtrm\"]");
-    let text = std::fs::read_to_string(&file).unwrap().replace(
-        "kind = \"recall\"\ndoc_tokens = 64",
-        "kind = \"variables\"\ndoc_tokens = 1024\nhops = 2\nn_var_symbols = 256",
+    let (file, text) = edited_experiment(
+        dir.path(),
+        "preset = [\"longmem\", \"memtrm\"]",
+        &[(
+            "kind = \"recall\"\ndoc_tokens = 64",
+            "kind = \"variables\"\ndoc_tokens = 1024\nhops = 2\nn_var_symbols = 256",
+        )],
     );
-    std::fs::write(&file, &text).unwrap();
     longmem().arg("sweep").arg(&file).assert().success();
-    let runs = Experiment::load(&file).unwrap().plan().unwrap();
-    for run in runs.iter().filter(|r| r.stage == Stage::Eval) {
-        let result = common::eval_result(&run.dir);
-        let answers: f64 = result.totals.by_distance.iter().map(|b| b.tokens).sum();
+    for (id, answers, far) in answers_by_run(&file, 16) {
         assert!(
-            answers > 10.0 && result.totals.far_tokens > 0.0,
-            "{}: {answers} answers",
-            run.id
+            answers > 10.0 && far > 0.0,
+            "{id}: {answers} answers, {far} beyond the window"
         );
     }
     // Its settings are checked like every generator's, naming the key.
-    std::fs::write(&file, text.replace("n_var_symbols = 256", "n_var_symbols = 2")).unwrap();
-    longmem()
-        .arg("sweep")
-        .arg(&file)
-        .assert()
-        .failure()
-        .stderr(predicates::str::contains("data.n_var_symbols"));
+    sweep_refuses(
+        &file,
+        &text.replace("n_var_symbols = 256", "n_var_symbols = 2"),
+        "data.n_var_symbols",
+    );
 }
 
 #[test]
@@ -611,43 +645,33 @@ fn a_text_task_in_a_corpus_trains_and_evaluates_with_answers_by_distance() {
         let line = format!("Document {d} tells of a river that keeps the memory of old stones.\n");
         std::fs::write(texts.join(format!("{d}.txt")), line.repeat(40)).unwrap();
     }
-    let file = write_experiment(dir.path(), "preset = [\"longmem\", \"plain\"]");
     let data = format!(
         "kind = \"text_dir\"\npath = \"{}\"\ntokenizer = \"byte\"\nholdout = 0.34\n\
          insert = {{ task = \"needle\", doc_tokens = 1024, spacing = 64 }}",
         texts.display()
     );
-    let text = std::fs::read_to_string(&file)
-        .unwrap()
-        .replace("kind = \"recall\"\ndoc_tokens = 64", &data)
-        .replace("\"data.doc_tokens\" = 16", "\"data.insert.doc_tokens\" = 256")
-        .replace("[eval]\n", "[eval]\ndata = { doc_tokens = 4096 }\n");
-    std::fs::write(&file, &text).unwrap();
+    let (file, text) = edited_experiment(
+        dir.path(),
+        "preset = [\"longmem\", \"plain\"]",
+        &[
+            ("kind = \"recall\"\ndoc_tokens = 64", &data),
+            ("\"data.doc_tokens\" = 16", "\"data.insert.doc_tokens\" = 256"),
+            ("[eval]\n", "[eval]\ndata = { doc_tokens = 4096 }\n"),
+        ],
+    );
     longmem().arg("sweep").arg(&file).assert().success();
-    let runs = Experiment::load(&file).unwrap().plan().unwrap();
-    for run in runs.iter().filter(|r| r.stage == Stage::Eval) {
-        let result = common::eval_result(&run.dir);
-        let answers: f64 = result.totals.by_distance.iter().map(|b| b.tokens).sum();
+    for (id, answers, far) in answers_by_run(&file, 1024) {
         // 7-digit values of 7 byte tokens; held-out documents of 4,096 tokens ask some
         // needles more than 1,024 tokens back.
-        assert!(answers >= 70.0, "{}: {answers} answers", run.id);
-        let far: f64 = result
-            .totals
-            .by_distance
-            .iter()
-            .filter(|b| b.from >= 1024)
-            .map(|b| b.tokens)
-            .sum();
-        assert!(far > 0.0, "{}: no answers beyond 1,024 tokens", run.id);
+        assert!(answers >= 70.0, "{id}: {answers} answers");
+        assert!(far > 0.0, "{id}: no answers beyond 1,024 tokens");
     }
     // A bad setting of the inserted task is named.
-    std::fs::write(&file, text.replace("spacing = 64", "spacing = 1")).unwrap();
-    longmem()
-        .arg("sweep")
-        .arg(&file)
-        .assert()
-        .failure()
-        .stderr(predicates::str::contains("data.insert.spacing"));
+    sweep_refuses(
+        &file,
+        &text.replace("spacing = 64", "spacing = 1"),
+        "data.insert.spacing",
+    );
 }
 
 #[test]
@@ -664,17 +688,19 @@ fn a_parquet_corpus_trains_and_evaluates_every_held_out_row_once() {
         let file = std::fs::File::create(shards.join(format!("train-{s:05}.parquet"))).unwrap();
         ParquetWriter::new(file).finish(&mut frame).unwrap();
     }
-    let file = write_experiment(dir.path(), "preset = [\"plain\"]");
     let data = format!(
         "kind = \"parquet\"\npath = \"{}\"\ntokenizer = \"byte\"\nholdout = 0.25",
         shards.join("train-*.parquet").display()
     );
-    let text = std::fs::read_to_string(&file)
-        .unwrap()
-        .replace("kind = \"recall\"\ndoc_tokens = 64", &data)
-        .replace("\"data.doc_tokens\" = 16\n", "")
-        .replace("[eval]\ndocuments = 2\n", "[eval]\n");
-    std::fs::write(&file, &text).unwrap();
+    let (file, text) = edited_experiment(
+        dir.path(),
+        "preset = [\"plain\"]",
+        &[
+            ("kind = \"recall\"\ndoc_tokens = 64", &data),
+            ("\"data.doc_tokens\" = 16\n", ""),
+            ("[eval]\ndocuments = 2\n", "[eval]\n"),
+        ],
+    );
     longmem().arg("sweep").arg(&file).assert().success();
     let runs = Experiment::load(&file).unwrap().plan().unwrap();
     let eval = runs.iter().find(|r| r.stage == Stage::Eval).unwrap();
@@ -690,15 +716,6 @@ fn a_parquet_corpus_trains_and_evaluates_every_held_out_row_once() {
         "{tokens} tokens for 3 rows of {row_bytes}"
     );
     // A column the shards lack is named with the ones they have.
-    std::fs::write(
-        &file,
-        text.replace("holdout = 0.25", "holdout = 0.25\ntext_column = \"content\""),
-    )
-    .unwrap();
-    longmem()
-        .arg("sweep")
-        .arg(&file)
-        .assert()
-        .failure()
-        .stderr(predicates::str::contains("no column `content`").and(predicates::str::contains("`text`")));
+    let no_column = text.replace("holdout = 0.25", "holdout = 0.25\ntext_column = \"content\"");
+    sweep_refuses(&file, &no_column, "no column `content` (it has: `text`)");
 }

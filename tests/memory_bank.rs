@@ -1,5 +1,7 @@
 //! The cache memory bank against brute-force references.
 
+mod common;
+
 use longmem_bench::memory::{BankConfig, BankSharing, Eviction, MemoryBank};
 use tch::{Device, Kind, Tensor};
 
@@ -62,6 +64,7 @@ fn brute_force_top(tokens: &Tensor, queries: &Tensor, capacity: i64, chunk: i64,
 
 #[test]
 fn exact_top_k_equals_brute_force_after_wrap_around() {
+    let _rng = common::rng_lock(); // libtorch's RNG is shared by parallel tests
     tch::manual_seed(0);
     for chunk in [1, 2, 4, 8] {
         let (capacity, t, batch, k) = (32, 12, 2, 2 * chunk);
@@ -228,6 +231,7 @@ fn a_shared_bank_takes_rows_in_order_and_serves_every_row() {
 
 #[test]
 fn state_round_trip_restores_retrieval_exactly() {
+    let _rng = common::rng_lock(); // libtorch's RNG is shared by parallel tests
     tch::manual_seed(1);
     let mut a = MemoryBank::new(config(2, 16, 4)).unwrap();
     for _ in 0..5 {
@@ -297,6 +301,7 @@ fn bytes_per_token_is_two_vectors_plus_chunk_keys() {
 /// full, part-filled, gappy (paper eviction) and shared banks.
 #[test]
 fn blocked_search_equals_dense_search() {
+    let _rng = common::rng_lock(); // libtorch's RNG is shared by parallel tests
     tch::manual_seed(11);
     let cases = [
         ("full, wrapped", BankSharing::PerStream, Eviction::Fifo, 5),
@@ -347,6 +352,7 @@ fn blocked_search_equals_dense_search() {
 /// on the dense and on the blocked search path alike.
 #[test]
 fn grouped_queries_read_their_groups_key_value_head() {
+    let _rng = common::rng_lock(); // libtorch's RNG is shared by parallel tests
     tch::manual_seed(12);
     for capacity in [64, 8192] {
         let mut bank = MemoryBank::new(BankConfig {
@@ -386,6 +392,7 @@ fn grouped_queries_read_their_groups_key_value_head() {
 /// tests/cuda.rs).
 #[test]
 fn tiled_dense_search_equals_one_untiled_pass() {
+    let _rng = common::rng_lock(); // libtorch's RNG is shared by parallel tests
     tch::manual_seed(12);
     for (kind, sharing, writes) in [
         (Kind::Float, BankSharing::PerStream, 3),
