@@ -181,12 +181,38 @@ fn eval_file_name(run: &PlannedRun) -> String {
 
 /// A method's name in tables: LongMem with its SideNet depth when that is swept.
 pub fn label(method: &str, params: &BTreeMap<String, String>) -> String {
-    match (params.get("sidenet.layers"), params.get("window")) {
+    let base = match (params.get("sidenet.layers"), params.get("window")) {
         (Some(layers), _) if method == "longmem" => format!("longmem S={layers}"),
         (_, Some(window)) => format!("{method} W={window}"),
         _ => method.to_string(),
+    };
+    // Any other swept setting (e.g. `memtrm.joint`, `train.lr`) names its value, so that
+    // points differing in it get rows of their own instead of one standing for all.
+    let others: Vec<String> = params
+        .iter()
+        .filter(|(k, _)| !SHOWN_PARAMS.contains(&k.as_str()))
+        .map(|(k, v)| format!("{k}={v}"))
+        .collect();
+    match others.is_empty() {
+        true => base,
+        false => format!("{base} {}", others.join(" ")),
     }
 }
+
+/// Parameters the report shows on their own (columns, sections, the label's S= and W=);
+/// `preset` names the method.
+const SHOWN_PARAMS: [&str; 10] = [
+    "chunk",
+    "local_shots",
+    "memory_shots",
+    "memory_size",
+    "preset",
+    "retrieval",
+    "sidenet.layers",
+    "task",
+    "top_k",
+    "window",
+];
 
 /// Whether a label names a method without memory (plain, frozen, their long windows).
 pub fn without_memory(label: &str) -> bool {
