@@ -158,7 +158,8 @@ pub struct MemoryBank {
 
 /// The dense search's default score budget: 2 GiB, so that the paper's training shape
 /// (B = 8, 16 heads, T = 1,024 queries over 16,384 chunks: 8.6 GB of f32 scores at once)
-/// searches in 5 tiles beside the model on an 80 GB GPU.
+/// searches in 4 tiles of 256 queries (7 of 170 with an f16 bank, whose scores also take
+/// their f16 copy) beside the model on an 80 GB GPU.
 pub const DEFAULT_SEARCH_BUDGET: i64 = 2 << 30;
 
 impl MemoryBank {

@@ -92,9 +92,9 @@ impl MemoryBank {
         let q = queries.to_kind(self.config.kind);
         let scores = q.matmul(&rows(&self.chunk_keys).transpose(-1, -2)); // [B, H, T, N]
         let valid = rows(&self.valid).view([b, 1, 1, n]);
-        let scores = scores
-            .to_kind(Kind::Float)
-            .masked_fill(&valid.logical_not(), f64::NEG_INFINITY);
+        // In place: one f32 score matrix per tile, as the search budget counts.
+        let mut scores = scores.to_kind(Kind::Float);
+        let _ = scores.masked_fill_(&valid.logical_not(), f64::NEG_INFINITY);
         let (top, slots) = scores.topk(kc, -1, true, true);
         (slots, top)
     }
