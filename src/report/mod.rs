@@ -243,3 +243,32 @@ pub fn write_report(files: &[std::path::PathBuf], out: &Path) -> anyhow::Result<
 }
 
 pub mod build;
+
+#[cfg(test)]
+mod tests {
+    use super::label;
+    use std::collections::BTreeMap;
+
+    fn params(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
+        pairs.iter().map(|&(k, v)| (k.to_string(), v.to_string())).collect()
+    }
+
+    #[test]
+    fn labels_name_swept_settings_the_report_does_not_show_otherwise() {
+        let shown = params(&[
+            ("memory_size", "64"),
+            ("chunk", "4"),
+            ("preset", "memtrm"),
+            ("retrieval", "oracle"),
+        ]);
+        assert_eq!(label("memtrm", &shown), "memtrm");
+        assert_eq!(label("longmem", &params(&[("sidenet.layers", "2")])), "longmem S=2");
+        assert_eq!(label("plain", &params(&[("window", "256")])), "plain W=256");
+        let gated = params(&[("memtrm.joint", "gated"), ("memory_size", "64")]);
+        let concat = params(&[("memtrm.joint", "concat"), ("memory_size", "64")]);
+        assert_eq!(label("memtrm", &gated), "memtrm memtrm.joint=gated");
+        assert_ne!(label("memtrm", &gated), label("memtrm", &concat));
+        let both = params(&[("sidenet.layers", "1"), ("train.lr", "0.001")]);
+        assert_eq!(label("longmem", &both), "longmem S=1 train.lr=0.001");
+    }
+}
