@@ -232,6 +232,12 @@ pub struct EvalArgs {
     /// Skip the spec's `[icl]` evaluation.
     #[arg(long, conflicts_with = "icl_only")]
     pub no_icl: bool,
+    /// Run only the spec's `[chapterbreak]` evaluation (writes chapterbreak.json).
+    #[arg(long, conflicts_with_all = ["window", "icl_only", "no_icl"])]
+    pub chapterbreak_only: bool,
+    /// Skip the spec's `[chapterbreak]` evaluation.
+    #[arg(long, conflicts_with = "chapterbreak_only")]
+    pub no_chapterbreak: bool,
     /// Held-out documents use the spec's seed plus this offset.
     #[arg(long, default_value_t = 1000)]
     pub seed_offset: u64,

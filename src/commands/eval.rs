@@ -1,6 +1,7 @@
 //! `longmem eval <spec>`: evaluates a trained run on held-out documents (`eval.json`, or
 //! `eval-window<N>.json`, `eval-nomemory.json`, `eval-M…-c…-k….json`) and, for a spec with an
-//! `[icl]` section, on in-context learning (`icl.json`); see harness/stage.rs.
+//! `[icl]` section, on in-context learning (`icl.json`), and for one with a `[chapterbreak]`
+//! section, on suffix identification (`chapterbreak.json`); see harness/stage.rs.
 
 use crate::cli::EvalArgs;
 use crate::config::Spec;
@@ -27,6 +28,8 @@ pub fn run(args: &EvalArgs) -> anyhow::Result<()> {
         rows: args.rows,
         icl_only: args.icl_only,
         no_icl: args.no_icl,
+        chapterbreak_only: args.chapterbreak_only,
+        no_chapterbreak: args.no_chapterbreak,
         seed_offset: args.seed_offset,
     };
     let outcome = evaluate_run(&EvalRequest {

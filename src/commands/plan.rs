@@ -86,7 +86,7 @@ fn work(run: &PlannedRun, held_out: &mut HeldOutTokens) -> (f64, f64) {
             let tokens = held_out.of(spec).unwrap_or_else(|| rough_eval_tokens(spec));
             (tokens, per_token * tokens)
         }
-        Stage::Icl => {
+        Stage::Icl | Stage::ChapterBreak => {
             let tokens = rough_eval_tokens(spec);
             (tokens, per_token * tokens)
         }

@@ -34,6 +34,7 @@ impl SpecBuilder {
                 data,
                 train,
                 icl: None,
+                chapterbreak: None,
             },
         }
     }

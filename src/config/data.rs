@@ -234,6 +234,16 @@ impl DataSpec {
         self.corpus().is_none_or(|c| c.insert.is_some())
     }
 
+    /// Whether its documents mark answers whose evidence lies earlier (the generators and
+    /// `data.insert`), as the built-in ChapterBreak analogue needs.
+    pub fn has_answers(&self) -> bool {
+        match self {
+            DataSpec::Recall(_) | DataSpec::Needle(_) | DataSpec::Variables(_) => true,
+            DataSpec::Demos(_) => false,
+            corpus => corpus.corpus().is_some_and(|c| c.insert.is_some()),
+        }
+    }
+
     /// The tokenizer of text data; `None` for the recall, needle and variables corpora
     /// (token ids, no text).
     pub fn tokenizer(&self) -> Option<Box<dyn Tokenizer>> {

@@ -4,6 +4,7 @@
 
 mod backbone;
 mod builder;
+mod chapterbreak;
 mod data;
 mod icl;
 mod resolver;
@@ -15,6 +16,7 @@ mod train;
 
 pub use backbone::RawBackbone;
 pub use builder::SpecBuilder;
+pub use chapterbreak::{ChapterBreakSpec, BUILTIN_EXAMPLES};
 pub use data::{CorpusOptions, DataSpec, RawDataSpec};
 pub use icl::IclSpec;
 pub use resolver::{FileChecks, Resolver, SpecError};

@@ -5,6 +5,7 @@
 //! afterwards: evaluation-time variants are new specs ([`Spec::with_memory`]).
 
 use super::backbone::RawBackbone;
+use super::chapterbreak::{resolve_chapterbreak, ChapterBreakSpec};
 use super::data::resolve_data;
 use super::icl::{resolve_icl, IclSpec};
 use super::resolver::{FileChecks, Resolver, SpecError};
@@ -40,6 +41,7 @@ pub struct RawSpec {
     pub data: RawDataSpec,
     pub train: RawTrain,
     pub icl: Option<IclSpec>,
+    pub chapterbreak: Option<ChapterBreakSpec>,
 }
 
 fn default_device() -> DeviceSpec {
@@ -65,6 +67,10 @@ pub struct Spec {
     /// In-context learning evaluation (`longmem eval`); not part of what trains.
     #[serde(default)]
     pub icl: Option<IclSpec>,
+    /// Suffix identification (ChapterBreak) evaluation; not part of what trains. Left out
+    /// of the JSON when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub chapterbreak: Option<ChapterBreakSpec>,
 }
 
 /// A single-run spec file: the spec and the directory its run writes to.
@@ -200,7 +206,11 @@ impl Spec {
 
     /// Whether two specs train the same run: everything but the evaluation settings agrees.
     pub fn same_training(&self, other: &Spec) -> bool {
-        let strip = |s: &Spec| Spec { icl: None, ..s.clone() };
+        let strip = |s: &Spec| Spec {
+            icl: None,
+            chapterbreak: None,
+            ..s.clone()
+        };
         strip(self) == strip(other)
     }
 
@@ -268,6 +278,10 @@ impl RawSpec {
         let sidenet = self.sidenet.resolve(&backbone, r)?;
         let memtrm = self.memtrm.resolve(&backbone, r)?;
         let icl = self.icl.map(|icl| resolve_icl(icl, &data, r)).transpose()?;
+        let chapterbreak = self
+            .chapterbreak
+            .map(|cb| resolve_chapterbreak(cb, &data, segment_len, r))
+            .transpose()?;
         Ok(Spec {
             seed: self.seed,
             device: self.device,
@@ -282,6 +296,7 @@ impl RawSpec {
             segment_len,
             train,
             icl,
+            chapterbreak,
         })
     }
 }

@@ -2,6 +2,7 @@
 //! and the streaming of documents into batches of segments in Transformer-XL order.
 
 pub mod cargo_corpus;
+pub mod chapterbreak;
 pub mod classify;
 pub mod loaders;
 pub mod needle;

@@ -1,6 +1,6 @@
 //! The human-readable lines `longmem eval` and `longmem sweep` print for a result.
 
-use super::result::{EvalResult, IclResult};
+use super::result::{EvalResult, IclResult, SuffixResult};
 use std::path::Path;
 
 impl EvalResult {
@@ -86,6 +86,25 @@ impl IclResult {
                     s.acc_norm_mean,
                     s.acc_norm_std,
                     s.seeds
+                )
+            })
+            .collect();
+        lines.push(format!("  -> {}", path.display()));
+        lines.join("\n")
+    }
+}
+
+impl SuffixResult {
+    /// What the suffix-identification evaluation found, a line per source, for the terminal.
+    pub fn describe(&self, label: &str, path: &Path) -> String {
+        let mut lines: Vec<String> = self
+            .sources
+            .iter()
+            .map(|s| {
+                let distance = s.mean_distance.map_or(String::new(), |d| format!(", evidence {d:.0} tokens back"));
+                format!(
+                    "{label} ({}) ChapterBreak {}: accuracy {:.3} ({} of {}; chance {:.3}; context {:.0} tokens{distance})",
+                    self.method, s.source, s.accuracy, s.correct, s.examples, s.chance, s.mean_context_tokens
                 )
             })
             .collect();

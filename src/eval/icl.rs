@@ -25,7 +25,7 @@ use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
-use tch::{Device, Kind, Tensor};
+use tch::{Device, Tensor};
 
 /// One of the paper's five tasks: its template and label words (by label index).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -439,38 +439,21 @@ pub fn score_queries(
     }
     let labels = continuations.len();
     let mut scores: Vec<QueryScore> = Vec::with_capacity(tests.len());
-    for (batch_index, batch) in sequences.chunks(rows).enumerate() {
-        let len = batch.iter().map(|(_, s)| s.len()).max().unwrap_or(1);
-        let mut flat = vec![0i64; rows * len];
-        for (r, (_, seq)) in batch.iter().enumerate() {
-            flat[r * len..r * len + seq.len()].copy_from_slice(seq);
+    let seqs: Vec<Vec<i64>> = sequences.iter().map(|(_, seq)| seq.clone()).collect();
+    super::score::for_each_read_only(learner, &seqs, rows, device, |i, logp| {
+        let (query, label) = (i / labels, i % labels);
+        let prompt_len = sequences[i].0;
+        let sum = super::score::continuation_logp(logp, prompt_len, &continuations[label]);
+        if label == 0 {
+            scores.push(QueryScore {
+                label_logp: Vec::with_capacity(labels),
+                next_logp: Vec::<f32>::try_from(logp.get((prompt_len - 1 + lead) as i64))?,
+            });
         }
-        let inputs = Tensor::from_slice(&flat)
-            .view([rows as i64, len as i64])
-            .to_device(device);
-        let logp = learner
-            .logits_read_only(&inputs)
-            .log_softmax(-1, Kind::Float)
-            .to_device(Device::Cpu);
-        for (r, (prompt_len, _)) in batch.iter().enumerate() {
-            let (query, label) = ((batch_index * rows + r) / labels, (batch_index * rows + r) % labels);
-            let cont = &continuations[label];
-            let sum: f64 = cont
-                .iter()
-                .enumerate()
-                .map(|(j, &token)| logp.double_value(&[r as i64, (prompt_len - 1 + j) as i64, token as i64]))
-                .sum();
-            if label == 0 {
-                let at = (prompt_len - 1 + lead) as i64;
-                scores.push(QueryScore {
-                    label_logp: Vec::with_capacity(labels),
-                    next_logp: Vec::<f32>::try_from(logp.get(r as i64).get(at))?,
-                });
-            }
-            debug_assert_eq!(scores.len(), query + 1);
-            scores[query].label_logp.push(sum);
-        }
-    }
+        debug_assert_eq!(scores.len(), query + 1);
+        scores[query].label_logp.push(sum);
+        Ok(())
+    })?;
     Ok(scores)
 }
 

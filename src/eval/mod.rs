@@ -8,6 +8,8 @@ mod json;
 pub mod perplexity;
 pub mod result;
 pub mod run;
+pub mod score;
+pub mod suffix;
 
 use crate::memory::{MemorySpec, Retrieval};
 

@@ -1,12 +1,12 @@
 //! The result files an evaluation writes into its run directory, one type per file, which
 //! `longmem eval` writes and `longmem report` reads back, so the two cannot drift apart:
 //! [`EvalResult`] is `eval*.json` (the long-text evaluation), [`IclResult`] is `icl*.json`
-//! (in-context learning). The file names are [`super::result_file_name`]'s.
+//! (in-context learning), [`SuffixResult`] is `chapterbreak*.json` (suffix identification). The file names are [`super::result_file_name`]'s.
 
 use super::cost::CostReport;
 use super::icl::{IclRow, IclSummary};
 use super::perplexity::NllTotals;
-use crate::config::IclSpec;
+use crate::config::{ChapterBreakSpec, IclSpec};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
@@ -62,6 +62,48 @@ pub struct IclResult {
     pub summary: Vec<IclSummary>,
     /// One row per seed and setting.
     pub rows: Vec<IclRow>,
+}
+
+/// `chapterbreak.json`: suffix identification, per source.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SuffixResult {
+    pub method: String,
+    pub memory_gates_closed: bool,
+    /// Local window: the context's last tokens and a candidate fit in it.
+    pub window: usize,
+    /// The spec's `[chapterbreak]` section the evaluation ran.
+    pub settings: ChapterBreakSpec,
+    /// The memory the evaluation ran with, for memory methods.
+    pub memory: Option<MemorySettings>,
+    pub sources: Vec<SourceAccuracy>,
+}
+
+/// Suffix-identification accuracy on one source.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SourceAccuracy {
+    pub source: String,
+    pub examples: usize,
+    pub correct: usize,
+    pub accuracy: f64,
+    /// 1 / candidates, averaged over examples.
+    pub chance: f64,
+    /// Context tokens per example, mean.
+    pub mean_context_tokens: f64,
+    /// Tokens from the evidence to the end of the context, mean (built in only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mean_distance: Option<f64>,
+}
+
+impl SuffixResult {
+    /// Reads a `chapterbreak*.json`.
+    pub fn read(path: &Path) -> Result<Self, ResultError> {
+        read_json(path)
+    }
+
+    /// Writes it as pretty JSON, atomically.
+    pub fn write(&self, path: &Path) -> Result<(), ResultError> {
+        write_json(path, self)
+    }
 }
 
 /// Memory size M, chunk size c and retrieved tokens K (evaluation-time settings).

@@ -104,6 +104,8 @@ pub enum Stage {
     Train,
     Eval,
     Icl,
+    /// Suffix identification (`[chapterbreak]`).
+    ChapterBreak,
 }
 
 impl std::fmt::Display for Stage {
@@ -113,6 +115,7 @@ impl std::fmt::Display for Stage {
             Stage::Train => "train",
             Stage::Eval => "eval",
             Stage::Icl => "icl",
+            Stage::ChapterBreak => "chapterbreak",
         })
     }
 }
@@ -273,6 +276,7 @@ impl Experiment {
             };
             let mut evals = self.eval_runs(&trained)?;
             evals.extend(self.icl_run(&trained));
+            evals.extend(self.chapterbreak_run(&trained));
             if trained.spec.method.trains() {
                 runs.push(trained);
             } else {
@@ -380,22 +384,34 @@ impl Experiment {
         Ok(runs)
     }
 
+    /// The suffix-identification run of a train run whose spec has a `[chapterbreak]`
+    /// section, at the trained memory.
+    fn chapterbreak_run(&self, trained: &PlannedRun) -> Option<PlannedRun> {
+        let cb = trained.spec.chapterbreak.as_ref()?;
+        let salt = serde_json::to_string(&("chapterbreak", cb, self.eval.seed_offset)).expect("serialisable");
+        Some(self.task_run(trained, Stage::ChapterBreak, &salt))
+    }
+
     /// The in-context learning run of a train run whose spec has an `[icl]` section.
     fn icl_run(&self, trained: &PlannedRun) -> Option<PlannedRun> {
-        let spec = &trained.spec;
-        let icl = spec.icl.as_ref()?;
+        let icl = trained.spec.icl.as_ref()?;
         let salt = serde_json::to_string(&(icl, self.eval.seed_offset)).expect("serialisable");
-        let icl_id = run_id(spec, Some(&trained.id), &salt);
-        Some(PlannedRun {
-            dir: self.run_dir(Stage::Icl, &icl_id),
-            id: icl_id,
-            stage: Stage::Icl,
-            spec: spec.clone(),
+        Some(self.task_run(trained, Stage::Icl, &salt))
+    }
+
+    /// A `stage` run on `trained`'s weights, its id salted with the task's settings.
+    fn task_run(&self, trained: &PlannedRun, stage: Stage, salt: &str) -> PlannedRun {
+        let id = run_id(&trained.spec, Some(&trained.id), salt);
+        PlannedRun {
+            dir: self.run_dir(stage, &id),
+            id,
+            stage,
+            spec: trained.spec.clone(),
             weights_dir: trained.dir.clone(),
             depends_on: Some(trained.id.clone()),
             eval: None,
             params: trained.params.clone(),
-        })
+        }
     }
 
     /// The pretraining run a sweep point needs: the base with the point's `backbone.*`
@@ -408,6 +424,7 @@ impl Experiment {
             set_path(&mut table, key, value.clone());
         }
         table.remove("icl");
+        table.remove("chapterbreak");
         for (key, value) in &self.pretrain {
             set_path(&mut table, key, value.clone());
         }

@@ -23,6 +23,7 @@ pub fn run_id(spec: &Spec, upstream: Option<&str>, salt: &str) -> String {
     let mut value = serde_json::to_value(spec).expect("specs serialise");
     let map = value.as_object_mut().expect("a spec is a JSON object");
     map.remove("icl");
+    map.remove("chapterbreak");
     // K, stored once in `memory.k`, was also hashed as the SideNet's and MemTRM's
     // `k_tokens`: hashed there still, so that run ids stay what they were.
     let k = map["memory"]["k"].clone();

@@ -129,7 +129,10 @@ fn unit_of_runs(runs: &[PlannedRun]) -> HashMap<&str, usize> {
         .collect();
     let mut units = trained.clone();
     let mut next = trained.len();
-    for run in runs.iter().filter(|r| matches!(r.stage, Stage::Eval | Stage::Icl)) {
+    for run in runs
+        .iter()
+        .filter(|r| matches!(r.stage, Stage::Eval | Stage::Icl | Stage::ChapterBreak))
+    {
         let unit = match run.depends_on.as_deref().and_then(|dep| trained.get(dep)) {
             Some(&unit) => unit,
             None => {
@@ -280,7 +283,7 @@ fn execute_stage(experiment: &Experiment, run: &PlannedRun) -> anyhow::Result<()
                 TrainResult::Stopped { step } => Err(RunInterrupted(step).into()),
             }
         }
-        Stage::Eval | Stage::Icl => {
+        Stage::Eval | Stage::Icl | Stage::ChapterBreak => {
             let options = EvalOptions {
                 documents: experiment.eval.documents,
                 memory: run.eval.clone().unwrap_or_default(),
@@ -290,6 +293,8 @@ fn execute_stage(experiment: &Experiment, run: &PlannedRun) -> anyhow::Result<()
                 rows: experiment.eval.rows,
                 icl_only: run.stage == Stage::Icl,
                 no_icl: run.stage == Stage::Eval,
+                no_chapterbreak: run.stage != Stage::ChapterBreak,
+                chapterbreak_only: run.stage == Stage::ChapterBreak,
                 seed_offset: experiment.eval.seed_offset,
                 ..EvalOptions::default()
             };

@@ -5,7 +5,7 @@
 
 use super::experiment::EvalPoint;
 use crate::config::{self, Spec};
-use crate::eval::result::{EvalResult, IclResult};
+use crate::eval::result::{EvalResult, IclResult, SuffixResult};
 use crate::eval::run::{self, PerplexitySettings};
 use crate::eval::{result_file_name, PAPER_LENGTH_EDGES};
 use crate::fsutil::write_json_atomic;
@@ -108,6 +108,10 @@ pub struct EvalOptions {
     pub icl_only: bool,
     /// Skip the ICL evaluation.
     pub no_icl: bool,
+    /// Run the suffix-identification (`[chapterbreak]`) evaluation only.
+    pub chapterbreak_only: bool,
+    /// Skip the suffix-identification evaluation.
+    pub no_chapterbreak: bool,
     /// Held-out documents come from the seed plus this offset.
     pub seed_offset: u64,
 }
@@ -128,6 +132,7 @@ pub struct EvalRequest<'a> {
 pub struct EvalOutcome {
     pub perplexity: Option<(PathBuf, EvalResult)>,
     pub icl: Option<(PathBuf, IclResult)>,
+    pub chapterbreak: Option<(PathBuf, SuffixResult)>,
 }
 
 impl EvalOutcome {
@@ -135,7 +140,8 @@ impl EvalOutcome {
     pub fn describe(&self, label: &str) -> String {
         let perplexity = self.perplexity.iter().map(|(path, r)| r.describe(label, path));
         let icl = self.icl.iter().map(|(path, r)| r.describe(label, path));
-        perplexity.chain(icl).map(|text| text + "\n").collect()
+        let cb = self.chapterbreak.iter().map(|(path, r)| r.describe(label, path));
+        perplexity.chain(icl).chain(cb).map(|text| text + "\n").collect()
     }
 }
 
@@ -179,6 +185,10 @@ pub fn evaluate_run(request: &EvalRequest) -> anyhow::Result<EvalOutcome> {
         )
     };
     let mut outcome = EvalOutcome::default();
+    if o.chapterbreak_only {
+        outcome.chapterbreak = Some(chapterbreak(model.as_mut(), spec, o, out_dir, spec_name)?);
+        return Ok(outcome);
+    }
     if !o.icl_only {
         let edges = o.length_buckets.clone().unwrap_or_else(|| PAPER_LENGTH_EDGES.to_vec());
         let settings = PerplexitySettings {
@@ -210,7 +220,52 @@ pub fn evaluate_run(request: &EvalRequest) -> anyhow::Result<EvalOutcome> {
         ),
         _ => {}
     }
+    if spec.chapterbreak.is_some() && o.window.is_none() && !o.icl_only && !o.no_chapterbreak {
+        let mut model = build(spec)?;
+        outcome.chapterbreak = Some(chapterbreak(model.as_mut(), spec, o, out_dir, spec_name)?);
+    }
     Ok(outcome)
+}
+
+/// Suffix identification (`[chapterbreak]`) with `model`, written to `chapterbreak.json`
+/// (`chapterbreak-nomemory.json` with the gates closed).
+fn chapterbreak(
+    model: &mut dyn MethodModel,
+    spec: &Spec,
+    o: &EvalOptions,
+    out_dir: &Path,
+    spec_name: &Path,
+) -> anyhow::Result<(PathBuf, SuffixResult)> {
+    let Some(cb) = &spec.chapterbreak else {
+        bail!(
+            "{} has no [chapterbreak] section to evaluate; add one (see experiments/paper/chapterbreak.toml)",
+            spec_name.display()
+        );
+    };
+    let examples = crate::eval::suffix::examples(spec, cb, o.seed_offset)?;
+    let device = model.trained_vs().device();
+    let sources = crate::eval::suffix::evaluate(model, &examples, spec.segment_len, spec.batch_size, device)?;
+    let result = SuffixResult {
+        method: spec.method.to_string(),
+        memory_gates_closed: o.no_memory,
+        window: spec.segment_len,
+        settings: cb.clone(),
+        memory: model.bank().map(|_| crate::eval::result::MemorySettings {
+            size: spec.memory.size,
+            chunk: spec.memory.chunk,
+            top_k: spec.memory.k,
+        }),
+        sources,
+    };
+    let path = out_dir.join(result_file_name(
+        "chapterbreak",
+        None,
+        o.no_memory,
+        None,
+        Default::default(),
+    ));
+    result.write(&path)?;
+    Ok((path, result))
 }
 
 /// The model of `spec` with the weights its run trained (in `weights_dir`), its memory

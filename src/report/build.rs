@@ -76,6 +76,7 @@ pub fn report(c: &Collected, summary: &[SummaryRow], out: &Path) -> anyhow::Resu
         md += &super::distance::distance_section(&view, &labels, out, &prefix)?;
         md += &super::distance::staleness_section(&view, &labels, out, &prefix)?;
         md += &icl_section(&view, &labels, out, &prefix)?;
+        md += &super::suffix::chapterbreak_section(&view, &labels, out, &prefix)?;
         md += &latency_section(&view, &labels, out, &prefix)?;
     }
     md += "\n# Published numbers\n\n";

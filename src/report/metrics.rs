@@ -9,7 +9,7 @@
 
 use crate::eval::distance::{pooled, DistanceTotals};
 use crate::eval::icl::IclRow;
-use crate::eval::result::EvalResult;
+use crate::eval::result::{EvalResult, SourceAccuracy};
 use crate::train::records::StalenessRow;
 use std::collections::BTreeMap;
 
@@ -22,6 +22,8 @@ pub enum Read {
     EvalKeyed(fn(&EvalResult) -> Vec<(String, f64)>),
     /// One value per row of an in-context learning result (a seed at one setting).
     Icl(fn(&IclRow) -> f64),
+    /// One value per source of a suffix-identification result.
+    Suffix(fn(&SourceAccuracy) -> f64),
     /// One value per key of a training run's staleness measurements (`staleness.csv`) and
     /// its segment length.
     Staleness(StalenessRead),
@@ -302,6 +304,24 @@ pub const ICL_ACC_PAPER: Metric = Metric {
     read: Read::Icl(|r| r.acc_paper),
 };
 
+pub const CHAPTERBREAK_ACC: Metric = Metric {
+    name: "chapterbreak_acc",
+    label: "accuracy",
+    description: "suffix-identification accuracy",
+    unit: "accuracy",
+    digits: 3,
+    read: Read::Suffix(|s| s.accuracy),
+};
+
+pub const CHAPTERBREAK_CHANCE: Metric = Metric {
+    name: "chapterbreak_chance",
+    label: "chance",
+    description: "suffix-identification accuracy by chance (1 / candidates)",
+    unit: "accuracy",
+    digits: 3,
+    read: Read::Suffix(|s| s.chance),
+};
+
 /// Keyed by the age of the stored keys in tokens (`staleness[1024]`): the cosine distance
 /// between the keys memory holds and those the weights give the same tokens now, averaged
 /// over every measurement of the training run. Zero for LongMem's frozen writer.
@@ -326,7 +346,7 @@ pub const STALENESS: Metric = Metric {
 };
 
 /// Every metric, in the order of each run's rows.
-pub const ALL: [&Metric; 23] = [
+pub const ALL: [&Metric; 25] = [
     &PERPLEXITY,
     &NLL,
     &FAR_NLL,
@@ -349,6 +369,8 @@ pub const ALL: [&Metric; 23] = [
     &ICL_ACC,
     &ICL_ACC_NORM,
     &ICL_ACC_PAPER,
+    &CHAPTERBREAK_ACC,
+    &CHAPTERBREAK_CHANCE,
     &STALENESS,
 ];
 
@@ -359,7 +381,7 @@ pub fn eval_values(result: &EvalResult) -> Vec<(String, f64)> {
         match metric.read {
             Read::Eval(read) => values.extend(read(result).map(|v| (metric.name.to_string(), v))),
             Read::EvalKeyed(read) => values.extend(read(result).into_iter().map(|(k, v)| (metric.keyed(&k), v))),
-            Read::Icl(_) | Read::Staleness(_) => {}
+            Read::Icl(_) | Read::Suffix(_) | Read::Staleness(_) => {}
         }
     }
     values
@@ -373,6 +395,16 @@ pub fn staleness_values(rows: &[StalenessRow], segment_len: usize) -> Vec<(Strin
             _ => None,
         })
         .flatten()
+        .collect()
+}
+
+/// Every value of one source's suffix-identification accuracy, by metric name.
+pub fn suffix_values(source: &SourceAccuracy) -> Vec<(&'static str, f64)> {
+    ALL.iter()
+        .filter_map(|metric| match metric.read {
+            Read::Suffix(read) => Some((metric.name, read(source))),
+            _ => None,
+        })
         .collect()
 }
 

@@ -8,10 +8,11 @@ pub mod charts;
 mod distance;
 pub mod markdown;
 pub mod metrics;
+mod suffix;
 pub mod tables;
 mod view;
 
-use crate::eval::result::{EvalResult, IclResult};
+use crate::eval::result::{EvalResult, IclResult, SuffixResult};
 use crate::harness::experiment::{Experiment, PlannedRun, Stage};
 use crate::harness::runner::{status, Metadata, Status};
 use anyhow::Context;
@@ -71,6 +72,7 @@ pub fn collect(files: &[std::path::PathBuf]) -> anyhow::Result<Collected> {
             match run.stage {
                 Stage::Eval => rows.extend(eval_rows(&experiment, run)?),
                 Stage::Icl => rows.extend(icl_rows(&experiment, run)?),
+                Stage::ChapterBreak => rows.extend(chapterbreak_rows(&experiment, run)?),
                 Stage::Train => rows.extend(staleness_rows(&experiment, run)?),
                 Stage::Pretrain => {}
             }
@@ -161,6 +163,23 @@ fn icl_rows(experiment: &Experiment, run: &PlannedRun) -> anyhow::Result<Vec<Met
     Ok(rows)
 }
 
+fn chapterbreak_rows(experiment: &Experiment, run: &PlannedRun) -> anyhow::Result<Vec<MetricRow>> {
+    let name = crate::eval::result_file_name("chapterbreak", None, false, None, Default::default());
+    let result = SuffixResult::read(&run.dir.join(name))?;
+    let mut rows = Vec::new();
+    for s in &result.sources {
+        let mut params = run.params.clone();
+        params.insert("source".into(), s.source.clone());
+        let make = row(experiment, run, 0, &params);
+        rows.extend(
+            metrics::suffix_values(s)
+                .into_iter()
+                .map(|(metric, value)| make(metric, value)),
+        );
+    }
+    Ok(rows)
+}
+
 /// The file an eval run writes: `eval.json`, or with its memory overrides in the name.
 fn eval_file_name(run: &PlannedRun) -> String {
     let point = run.eval.clone().unwrap_or_default();
@@ -201,7 +220,7 @@ pub fn label(method: &str, params: &BTreeMap<String, String>) -> String {
 
 /// Parameters the report shows on their own (columns, sections, the label's S= and W=);
 /// `preset` names the method.
-const SHOWN_PARAMS: [&str; 10] = [
+const SHOWN_PARAMS: [&str; 11] = [
     "chunk",
     "local_shots",
     "memory_shots",
@@ -209,6 +228,7 @@ const SHOWN_PARAMS: [&str; 10] = [
     "preset",
     "retrieval",
     "sidenet.layers",
+    "source",
     "task",
     "top_k",
     "window",

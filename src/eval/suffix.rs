@@ -1,0 +1,165 @@
+//! Suffix identification (ChapterBreak): per example, the memory is reset, the context but
+//! its last tokens is written to memory window by window (read then write, as in
+//! streaming), and each candidate is scored by its summed log-probability after the
+//! context's last tokens, memory read but not written. Correct when the true candidate
+//! scores highest (ties go to the first). A model without memory sees the last tokens only.
+
+use super::result::SourceAccuracy;
+use super::score::{continuation_logp, for_each_read_only};
+use crate::config::{ChapterBreakSpec, Spec, BUILTIN_EXAMPLES};
+use crate::data::chapterbreak::{builtin_examples, read_chapterbreak, ReadOptions, SuffixExample};
+use crate::data::{Batch, DocumentSource};
+use crate::methods::MethodModel;
+use anyhow::{bail, Context};
+use rand::SeedableRng;
+use rand_chacha::ChaCha8Rng;
+use tch::{Device, Tensor};
+
+/// The examples `cb` names for `spec`: read from its file, or built from `spec`'s held-out
+/// documents (seeded from the spec's seed plus `seed_offset`).
+pub fn examples(spec: &Spec, cb: &ChapterBreakSpec, seed_offset: u64) -> anyhow::Result<Vec<SuffixExample>> {
+    if let Some(file) = &cb.file {
+        let tokenizer = spec
+            .data
+            .tokenizer()
+            .expect("specs with a chapterbreak file have text data");
+        let options = ReadOptions {
+            sources: cb.sources.as_deref(),
+            examples: cb.examples,
+            context_tokens: cb.context_tokens,
+            candidate_tokens: cb.candidate_tokens,
+        };
+        return Ok(read_chapterbreak(file, tokenizer.as_ref(), options)?);
+    }
+    let wanted = cb.examples.unwrap_or(BUILTIN_EXAMPLES);
+    let (source, _) = crate::config::held_out(spec, seed_offset, 1, None)?;
+    let mut rng = ChaCha8Rng::seed_from_u64(spec.seed.wrapping_add(seed_offset));
+    let mut found = Vec::new();
+    // Documents of row 0 in turn, until enough examples; a generator never runs out, but
+    // a corpus with inserted tasks does.
+    for index in 0..10_000u64 {
+        if found.len() >= wanted || !source.exists(0, index) {
+            break;
+        }
+        let doc = source.document(0, index);
+        found.extend(builtin_examples(&doc, spec.segment_len, cb.candidates, &mut rng));
+    }
+    found.truncate(wanted);
+    if found.is_empty() {
+        bail!(
+            "the held-out documents have no answer span with {} distinct same-length distractors and evidence \
+             beyond the window; lower chapterbreak.candidates or lengthen data.doc_tokens",
+            cb.candidates - 1
+        );
+    }
+    Ok(found)
+}
+
+/// Context tokens that stay in the window beside a candidate of `longest` tokens (its last
+/// token is only a target); `builtin_examples` keeps the same count.
+fn local_tokens(window: usize, longest: usize) -> usize {
+    window + 1 - longest
+}
+
+/// Accuracy per source (in the order sources first appear) of `learner` on `examples`.
+pub fn evaluate(
+    learner: &mut dyn MethodModel,
+    examples: &[SuffixExample],
+    window: usize,
+    rows: usize,
+    device: Device,
+) -> anyhow::Result<Vec<SourceAccuracy>> {
+    let mut sources: Vec<SourceAccuracy> = Vec::new();
+    let mut distances: Vec<(usize, f64)> = Vec::new();
+    for (i, ex) in examples.iter().enumerate() {
+        let scores = score(learner, ex, window, rows, device).with_context(|| format!("{} example {i}", ex.source))?;
+        let best = (0..scores.len())
+            .reduce(|a, b| if scores[b] > scores[a] { b } else { a })
+            .expect("at least two candidates");
+        let at = match sources.iter().position(|s| s.source == ex.source) {
+            Some(at) => at,
+            None => {
+                sources.push(SourceAccuracy {
+                    source: ex.source.clone(),
+                    examples: 0,
+                    correct: 0,
+                    accuracy: 0.0,
+                    chance: 0.0,
+                    mean_context_tokens: 0.0,
+                    mean_distance: None,
+                });
+                distances.push((0, 0.0));
+                sources.len() - 1
+            }
+        };
+        let s = &mut sources[at];
+        s.examples += 1;
+        s.correct += usize::from(best == ex.gold);
+        s.chance += 1.0 / ex.candidates.len() as f64;
+        s.mean_context_tokens += ex.context.len() as f64;
+        if let Some(d) = ex.distance {
+            distances[at].0 += 1;
+            distances[at].1 += d as f64;
+        }
+    }
+    for (s, (n, d)) in sources.iter_mut().zip(distances) {
+        let count = s.examples as f64;
+        s.accuracy = s.correct as f64 / count;
+        s.chance /= count;
+        s.mean_context_tokens /= count;
+        s.mean_distance = (n > 0).then(|| d / n as f64);
+    }
+    Ok(sources)
+}
+
+/// Each candidate's summed log-probability after `ex`'s context, as the module says.
+pub fn score(
+    learner: &mut dyn MethodModel,
+    ex: &SuffixExample,
+    window: usize,
+    rows: usize,
+    device: Device,
+) -> anyhow::Result<Vec<f64>> {
+    let longest = ex.candidates.iter().map(Vec::len).max().unwrap_or(0);
+    if longest == 0 || longest > window {
+        bail!("candidates of {longest} tokens: give 1 to {window} (the window) tokens per candidate");
+    }
+    let local = local_tokens(window, longest).min(ex.context.len());
+    let (far, near) = ex.context.split_at(ex.context.len() - local);
+    if let Some(bank) = learner.bank_mut() {
+        bank.reset_all();
+        for piece in far.chunks(window) {
+            let ids: Vec<i64> = piece.iter().map(|&t| i64::from(t)).collect();
+            let inputs = Tensor::from_slice(&ids)
+                .view([1, ids.len() as i64])
+                .repeat([rows as i64, 1])
+                .to_device(device);
+            tch::no_grad(|| learner.forward(&Batch::unlabelled(inputs), false));
+        }
+    }
+    // A context of no tokens still needs one to predict the first candidate token from.
+    let prompt: Vec<i64> = match near.is_empty() {
+        true => bail!("an example with an empty context: nothing to continue"),
+        false => near.iter().map(|&t| i64::from(t)).collect(),
+    };
+    let sequences: Vec<Vec<i64>> = ex
+        .candidates
+        .iter()
+        .map(|c| {
+            prompt
+                .iter()
+                .copied()
+                .chain(c[..c.len() - 1].iter().map(|&t| i64::from(t)))
+                .collect()
+        })
+        .collect();
+    let mut scores = vec![0.0; ex.candidates.len()];
+    let learner: &dyn MethodModel = learner;
+    tch::no_grad(|| {
+        for_each_read_only(learner, &sequences, rows, device, |i, logp| {
+            scores[i] = continuation_logp(logp, prompt.len(), &ex.candidates[i]);
+            Ok(())
+        })
+    })?;
+    Ok(scores)
+}
