@@ -57,7 +57,7 @@ pub(super) fn resolve_chapterbreak(
 ) -> Result<ChapterBreakSpec, SpecError> {
     match cb.file.as_mut() {
         Some(file) => {
-            if data.tokenizer().is_none() {
+            if data.tokenizer_kind().is_none() {
                 return Err(r.invalid(
                     "chapterbreak.file",
                     &file.display(),

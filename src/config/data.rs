@@ -486,7 +486,7 @@ fn corpus_tokenizer(
         .map(|t| t.resolved(base))
         .or(model_tokenizer)
         .unwrap_or(TokenizerKind::Gpt2);
-    if let (TokenizerKind::Hf(path), true) = (&tokenizer, check_paths) {
+    if let (TokenizerKind::Hf(path) | TokenizerKind::FairseqDict(path), true) = (&tokenizer, check_paths) {
         if let Err(e) = tokenizer.load() {
             return Err(invalid("data.tokenizer", &path.display(), &e.to_string()));
         }

@@ -71,7 +71,7 @@ pub(super) fn resolve_icl(mut icl: IclSpec, data: &DataSpec, r: &Resolver) -> Re
     if !TASKS.contains(&icl.task.as_str()) {
         return Err(r.invalid("icl.task", &icl.task, "one of builtin, sst2, mr, subj, sst5, mpqa"));
     }
-    if data.tokenizer().is_none() {
+    if data.tokenizer_kind().is_none() && !matches!(data, DataSpec::Demos(_)) {
         return Err(r.invalid(
             "icl",
             &"(present)",

@@ -2,10 +2,12 @@
 //! `[sidenet]` (LongMem) and `[memtrm]` (MemTRM), resolved against the backbone.
 
 use super::resolver::{Resolver, SpecError};
+use crate::fsutil::resolve_path;
 use crate::memory::MemorySpec;
 use crate::methods::Method;
 use crate::models::{BackboneConfig, Gelu, JointMode, MemTrmConfig, SideNetConfig, TrainableBlocks};
 use serde::Deserialize;
+use std::path::PathBuf;
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -18,6 +20,10 @@ pub struct RawSideNet {
     pub layer_norm_eps: f64,
     pub dropout: f64,
     pub joint: JointMode,
+    /// Trained SideNet weights (`h.{i}.*`, `ln_f`, `mem_gate`; e.g. converted from the
+    /// released LongMem checkpoint by scripts/convert_fairseq.py): the run evaluates them
+    /// and has no training stage.
+    pub weights: Option<PathBuf>,
 }
 
 impl Default for RawSideNet {
@@ -29,6 +35,7 @@ impl Default for RawSideNet {
             layer_norm_eps: 1e-5,
             dropout: 0.1,
             joint: JointMode::Gated,
+            weights: None,
         }
     }
 }
@@ -82,6 +89,22 @@ pub(super) fn resolve_memory(
 }
 
 impl RawSideNet {
+    /// `weights` made absolute, for method longmem (other methods ignore the section).
+    pub(super) fn resolve_weights(&self, method: Method, r: &Resolver) -> Result<Option<PathBuf>, SpecError> {
+        let Some(w) = self.weights.as_ref().filter(|_| method == Method::Longmem) else {
+            return Ok(None);
+        };
+        let w = resolve_path(r.base(), w);
+        if r.checks_weights() && !w.is_file() {
+            return Err(r.invalid(
+                "sidenet.weights",
+                &w.display(),
+                "an existing .safetensors file of SideNet weights (scripts/convert_fairseq.py writes one)",
+            ));
+        }
+        Ok(Some(w))
+    }
+
     /// The SideNet over `backbone`.
     pub(super) fn resolve(&self, backbone: &BackboneConfig, r: &Resolver) -> Result<SideNetConfig, SpecError> {
         let layers = self.layers.unwrap_or(backbone.n_layer / 2).max(1);

@@ -59,6 +59,10 @@ pub struct Spec {
     pub backbone_weights: Option<PathBuf>,
     pub memory: MemorySpec,
     pub sidenet: SideNetConfig,
+    /// Trained SideNet weights to evaluate (`sidenet.weights`): no training stage. Left
+    /// out of the JSON when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sidenet_weights: Option<PathBuf>,
     pub memtrm: MemTrmConfig,
     pub data: DataSpec,
     pub batch_size: usize,
@@ -101,10 +105,26 @@ impl Spec {
     }
 
     /// The method's model for this spec on `device`, every RNG seeded from the spec's seed
-    /// first, so the same spec always starts from the same weights.
+    /// first, so the same spec always starts from the same weights; with `backbone.weights`
+    /// and `sidenet.weights` loaded where given.
     pub fn build_model(&self, device: tch::Device) -> Result<Box<dyn MethodModel>, BuildError> {
         crate::seed::seed_everything(self.seed);
-        self.method.build(&self.model(), device)
+        let model = self.method.build(&self.model(), device)?;
+        if let Some(path) = &self.sidenet_weights {
+            crate::models::weights::load_safetensors(model.trained_vs(), path, &self.backbone).map_err(|source| {
+                BuildError::SideNetWeights {
+                    path: path.clone(),
+                    source: Box::new(source),
+                }
+            })?;
+        }
+        Ok(model)
+    }
+
+    /// Whether the run has a training stage: its method trains, and no trained weights are
+    /// given for what it would train (`sidenet.weights`).
+    pub fn trains(&self) -> bool {
+        self.method.trains() && self.sidenet_weights.is_none()
     }
 
     /// The shape whose useful forward FLOPs per position this run's model costs at local
@@ -268,7 +288,9 @@ impl RawSpec {
             .filter(|w| w.is_dir() || (!w.exists() && w.extension().is_none()));
         check_weights(backbone_weights.as_deref(), self.method, r)?;
         let data = resolve_data(self.data, model_dir, r)?;
-        let train = self.train.resolve(self.seed, self.method, self.device, r)?;
+        let sidenet_weights = self.sidenet.resolve_weights(self.method, r)?;
+        let trains = self.method.trains() && sidenet_weights.is_none();
+        let train = self.train.resolve(self.seed, (self.method, trains), self.device, r)?;
         let segment_len = self.train.segment_len;
 
         let backbone = self
@@ -290,6 +312,7 @@ impl RawSpec {
             backbone_weights,
             memory,
             sidenet,
+            sidenet_weights,
             memtrm,
             data,
             batch_size: self.train.batch_size,

@@ -62,18 +62,19 @@ impl RawTrain {
         }
     }
 
-    /// Validates the section for `method` on `device`.
+    /// Validates the section for `method` on `device`; `trains` is false for a run with no
+    /// training stage (the frozen backbone, given SideNet weights).
     pub(super) fn resolve(
         &self,
         seed: u64,
-        method: Method,
+        (method, trains): (Method, bool),
         device: DeviceSpec,
         r: &Resolver,
     ) -> Result<TrainConfig, SpecError> {
-        // The frozen backbone trains nothing: only its rows, window, precision and seed
-        // matter, so `[train]`'s other settings leave its run id alone.
+        // A run that trains nothing: only its rows, window, precision and seed matter, so
+        // `[train]`'s other settings leave its run id alone.
         let frozen;
-        let t = if method.trains() {
+        let t = if trains {
             self
         } else {
             frozen = RawTrain {

@@ -41,6 +41,9 @@ pub fn cache_key(docs: &[TextDocument], tokenizer: &TokenizerKind) -> String {
             hasher.update(&std::fs::read(dir.join(name)).unwrap_or_default());
         }
     }
+    if let TokenizerKind::FairseqDict(path) = tokenizer {
+        hasher.update(&std::fs::read(path).unwrap_or_default());
+    }
     for doc in docs {
         hasher.update(&(doc.id.len() as u64).to_le_bytes());
         hasher.update(doc.id.as_bytes());

@@ -277,7 +277,7 @@ impl Experiment {
             let mut evals = self.eval_runs(&trained)?;
             evals.extend(self.icl_run(&trained));
             evals.extend(self.chapterbreak_run(&trained));
-            if trained.spec.method.trains() {
+            if trained.spec.trains() {
                 runs.push(trained);
             } else {
                 // Evaluated as it is: its evaluations wait for the pretrained backbone only.

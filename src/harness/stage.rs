@@ -40,11 +40,12 @@ pub enum TrainResult {
 /// that can fail on bad input (weights, data) happens before anything is written.
 pub fn train_run(request: &TrainRequest) -> anyhow::Result<TrainResult> {
     let TrainRequest { spec, dir, stop_after } = *request;
-    if !spec.method.trains() {
-        bail!(
-            "method {} is the backbone as it is and has nothing to train; evaluate it with `longmem eval`",
-            spec.method
-        );
+    if !spec.trains() {
+        let what = match &spec.sidenet_weights {
+            Some(w) => format!("its SideNet is given (sidenet.weights = {})", w.display()),
+            None => format!("method {} is the backbone as it is", spec.method),
+        };
+        bail!("{what} and has nothing to train; evaluate it with `longmem eval`");
     }
     let device = spec.device.resolve()?;
     let config_path = dir.join("config.json");
@@ -277,9 +278,10 @@ fn trained_model(
     no_memory: bool,
     device: tch::Device,
 ) -> anyhow::Result<Box<dyn MethodModel>> {
-    // The build loads `backbone.weights`; a method that trains then takes its run's weights.
+    // The build loads `backbone.weights` (and `sidenet.weights`); a run that trains then
+    // takes its own weights.
     let model = spec.build_model(device)?;
-    if spec.method.trains() {
+    if spec.trains() {
         let file = weights_dir.join(model.weights_file());
         if !file.is_file() {
             bail!(

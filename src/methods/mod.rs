@@ -151,6 +151,11 @@ pub enum BuildError {
         /// Boxed: the weights error is large, and every build result carries this type.
         source: Box<weights::WeightsError>,
     },
+    #[error("loading sidenet.weights {path}: {source}")]
+    SideNetWeights {
+        path: PathBuf,
+        source: Box<weights::WeightsError>,
+    },
     #[error("memory settings: {0}")]
     Memory(#[from] BankError),
 }

@@ -17,8 +17,8 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, LazyLock, Mutex};
 
 #[derive(Debug, thiserror::Error)]
-pub enum HfTokenizerError {
-    #[error("no tokenizer at {0}: point at a tokenizer.json or a model directory that holds one")]
+pub enum TokenizerError {
+    #[error("no tokenizer at {0}: point at a tokenizer.json, a model directory that holds one, or a fairseq dict.txt")]
     Missing(PathBuf),
     #[error("cannot load the tokenizer {path}: {reason}")]
     Load { path: PathBuf, reason: String },
@@ -41,7 +41,7 @@ pub struct HfTokenizer {
 impl HfTokenizer {
     /// The tokenizer at `path`: a `tokenizer.json`, or a directory holding one (and
     /// possibly `tokenizer_config.json` / `generation_config.json` beside it).
-    pub fn load(path: &Path) -> Result<Self, HfTokenizerError> {
+    pub fn load(path: &Path) -> Result<Self, TokenizerError> {
         let (file, dir) = if path.is_dir() {
             (path.join("tokenizer.json"), path.to_path_buf())
         } else {
@@ -51,9 +51,9 @@ impl HfTokenizer {
             )
         };
         if !file.is_file() {
-            return Err(HfTokenizerError::Missing(path.to_path_buf()));
+            return Err(TokenizerError::Missing(path.to_path_buf()));
         }
-        let load_error = |reason: String| HfTokenizerError::Load {
+        let load_error = |reason: String| TokenizerError::Load {
             path: file.clone(),
             reason,
         };
@@ -83,7 +83,7 @@ impl HfTokenizer {
                     .iter()
                     .find_map(|t| inner.token_to_id(t))
             })
-            .ok_or_else(|| HfTokenizerError::NoEndOfText { path: file.clone() })?;
+            .ok_or_else(|| TokenizerError::NoEndOfText { path: file.clone() })?;
         let plain = inner.encode("a", false).map_err(|e| load_error(e.to_string()))?;
         let special = inner.encode("a", true).map_err(|e| load_error(e.to_string()))?;
         let added = special.get_ids().len().saturating_sub(plain.get_ids().len());
@@ -148,7 +148,7 @@ impl Tokenizer for HfTokenizer {
 }
 
 /// The tokenizer at `path`, loaded once per process and shared.
-pub(super) fn shared(path: &Path) -> Result<Arc<HfTokenizer>, HfTokenizerError> {
+pub(super) fn shared(path: &Path) -> Result<Arc<HfTokenizer>, TokenizerError> {
     static LOADED: LazyLock<Mutex<HashMap<PathBuf, Arc<HfTokenizer>>>> = LazyLock::new(Default::default);
     let mut loaded = LOADED.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
     if let Some(tokenizer) = loaded.get(path) {

@@ -1,14 +1,17 @@
 //! Tokenizers behind one trait: byte-level (no files), GPT-2 BPE (r50k) from the data
-//! shipped inside the `tiktoken-rs` crate, and a Hugging Face `tokenizer.json` through the
-//! `tokenizers` crate ([`HfTokenizer`]). None downloads anything.
+//! shipped inside the `tiktoken-rs` crate, a Hugging Face `tokenizer.json` through the
+//! `tokenizers` crate ([`HfTokenizer`]), and a fairseq `dict.txt` over GPT-2 BPE
+//! ([`FairseqDict`], the released LongMem checkpoint's). None downloads anything.
 
 mod bpe;
 mod byte;
+mod fairseq;
 mod hf;
 
 pub use bpe::Gpt2Bpe;
 pub use byte::ByteLevel;
-pub use hf::{HfTokenizer, HfTokenizerError};
+pub use fairseq::FairseqDict;
+pub use hf::{HfTokenizer, TokenizerError};
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
 
@@ -28,8 +31,9 @@ pub trait Tokenizer: Send + Sync {
     fn decode(&self, ids: &[u32]) -> String;
 }
 
-/// Which tokenizer a run uses: `"byte"`, `"gpt2"`, or the path of a Hugging Face
-/// `tokenizer.json` (or of a model directory holding one).
+/// Which tokenizer a run uses: `"byte"`, `"gpt2"`, the path of a fairseq dictionary over
+/// GPT-2 BPE (a `.txt` file: `dict.txt`), or the path of a Hugging Face `tokenizer.json`
+/// (or of a model directory holding one).
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub enum TokenizerKind {
     /// One id per byte (256) plus end-of-text: vocabulary 257.
@@ -38,16 +42,19 @@ pub enum TokenizerKind {
     Gpt2,
     /// A Hugging Face `tokenizer.json`, or a directory holding one.
     Hf(PathBuf),
+    /// A fairseq `dict.txt` over GPT-2 BPE.
+    FairseqDict(PathBuf),
 }
 
 impl TokenizerKind {
     /// The tokenizer; an `Hf` one is read from its files once per process (specs, data
     /// and metadata all ask for it).
-    pub fn load(&self) -> Result<Box<dyn Tokenizer>, HfTokenizerError> {
+    pub fn load(&self) -> Result<Box<dyn Tokenizer>, TokenizerError> {
         Ok(match self {
             TokenizerKind::Byte => Box::new(ByteLevel),
             TokenizerKind::Gpt2 => Box::new(Gpt2Bpe::new()),
             TokenizerKind::Hf(path) => Box::new(hf::shared(path)?),
+            TokenizerKind::FairseqDict(path) => Box::new(FairseqDict::load(path)?),
         })
     }
 
@@ -61,6 +68,7 @@ impl TokenizerKind {
     pub fn resolved(self, base: &Path) -> Self {
         match self {
             TokenizerKind::Hf(path) if path.is_relative() => TokenizerKind::Hf(base.join(path)),
+            TokenizerKind::FairseqDict(path) if path.is_relative() => TokenizerKind::FairseqDict(base.join(path)),
             other => other,
         }
     }
@@ -71,7 +79,7 @@ impl std::fmt::Display for TokenizerKind {
         match self {
             TokenizerKind::Byte => f.write_str("byte"),
             TokenizerKind::Gpt2 => f.write_str("gpt2"),
-            TokenizerKind::Hf(path) => write!(f, "{}", path.display()),
+            TokenizerKind::Hf(path) | TokenizerKind::FairseqDict(path) => write!(f, "{}", path.display()),
         }
     }
 }
@@ -83,6 +91,7 @@ impl std::str::FromStr for TokenizerKind {
         Ok(match s {
             "byte" => TokenizerKind::Byte,
             "gpt2" => TokenizerKind::Gpt2,
+            path if path.ends_with(".txt") => TokenizerKind::FairseqDict(PathBuf::from(path)),
             path => TokenizerKind::Hf(PathBuf::from(path)),
         })
     }
