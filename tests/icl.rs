@@ -343,3 +343,101 @@ fn icl_memory_size_sets_the_memory_the_demonstrations_go_to() {
     assert_eq!(written_again, written);
     assert_eq!((kept, size), (written / 4 * 4, 4096));
 }
+
+#[test]
+fn released_protocol_encodes_lines_and_drops_the_partial_memory_slice() {
+    let _rng = common::rng_lock();
+    let dir = tempfile::tempdir().unwrap();
+    write_task_files_and_backbone(dir.path());
+    let extra = "memory_layer = 1\nweights = \"backbone.safetensors\"\n[memory]\nsize = 4096\nchunk = 4\nk = 16";
+    // Each demonstration line takes one more token (end of text): 0 or 1 in the prompt fit.
+    let text = byte_spec_text("longmem", extra, "protocol = \"released\"").replace("[1, 2]", "[0, 1]");
+    let spec = spec(dir.path(), &text).unwrap();
+    let mut learner = spec.build_model(Device::Cpu).unwrap();
+    let tok = spec.data.tokenizer().unwrap();
+    let icl = spec.icl.clone().unwrap();
+    let task = IclTask::from_spec(&icl, &spec.data, 7).unwrap();
+    let (rows, summary) =
+        longmem_bench::eval::icl_released::evaluate(learner.as_mut(), tok.as_ref(), &task, &icl, 128, 4, Device::Cpu)
+            .unwrap();
+    assert_eq!(rows.len(), 2 * 2 * 2);
+    assert_eq!(
+        rows.iter().map(|r| r.seed).collect::<Vec<_>>(),
+        [1, 1, 1, 1, 2, 2, 2, 2],
+        "seeds 1 and 2"
+    );
+    assert_eq!(summary.len(), 4);
+    let line = |text: String| text.len() + 1; // bytes, then end of text (no begin id)
+    for row in &rows {
+        let (memory, _) = task.draw(row.seed, 1, row.memory_shots).unwrap();
+        let total: usize = memory
+            .iter()
+            .map(|ex| line(task.template.demonstration(&ex.text, &ex.label)))
+            .sum();
+        assert_eq!(
+            row.memory_tokens_written,
+            total / 128 * 128,
+            "whole 128-token slices only"
+        );
+        assert!(
+            row.memory_shots == 0 || total > 128,
+            "3 lines make more than one slice: {total}"
+        );
+    }
+    // With memory empty, the paper's accuracy is the argmax after each prompt, scored alone.
+    for row in rows.iter().filter(|r| r.memory_shots == 0) {
+        let (demos, tests) = task.draw(row.seed, 0, row.local_shots).unwrap();
+        let mut context: Vec<u32> = Vec::new();
+        for ex in &demos {
+            context.extend(tok.encode(&task.template.demonstration(&ex.text, &ex.label)));
+            context.push(tok.end_of_text());
+        }
+        learner.bank_mut().unwrap().reset_all();
+        let correct = tests
+            .iter()
+            .filter(|t| {
+                let mut prompt = context.clone();
+                prompt.extend(tok.encode(&task.template.query(&t.text)));
+                let ids: Vec<i64> = prompt.iter().map(|&x| i64::from(x)).collect();
+                let input = Tensor::from_slice(&ids).view([1, -1]).repeat([4, 1]);
+                let logits = learner.logits_read_only(&input).get(0).get(ids.len() as i64 - 1);
+                paper_argmax_correct(&Vec::<f32>::try_from(logits).unwrap(), &t.label, tok.as_ref())
+            })
+            .count();
+        assert_eq!(
+            row.acc_paper,
+            correct as f64 / tests.len() as f64,
+            "seed {} n {}",
+            row.seed,
+            row.local_shots
+        );
+    }
+}
+
+#[test]
+fn the_released_protocol_reads_label_first_lines_as_the_authors_script() {
+    let dir = tempfile::tempdir().unwrap();
+    write_task_files(dir.path());
+    std::fs::write(
+        dir.path().join("subj.csv"),
+        "0,\"a moving, personal story\"\n1,the film opens in paris .\n",
+    )
+    .unwrap();
+    let text = byte_spec_text("pretrain", "", "protocol = \"released\"")
+        .replace("task = \"sst2\"", "task = \"subj\"")
+        .replace("\"train.tsv\"", "\"subj.csv\"")
+        .replace("\"dev.tsv\"", "\"subj.csv\"");
+    let spec = spec(dir.path(), &text).unwrap();
+    let task = IclTask::from_spec(spec.icl.as_ref().unwrap(), &spec.data, 1).unwrap();
+    let (_, tests) = task.draw(1, 0, 0).unwrap();
+    let got: Vec<(&str, &str)> = tests.iter().map(|e| (e.text.as_str(), e.label.as_str())).collect();
+    // Label first; subj's quotes stripped; 0 is subjective, as the script maps it.
+    assert_eq!(
+        got,
+        [
+            ("a moving, personal story", "subjective"),
+            ("the film opens in paris .", "objective")
+        ]
+    );
+    assert_eq!(task.template.query("x"), "Input: x Type:");
+}

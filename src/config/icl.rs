@@ -42,6 +42,33 @@ pub struct IclSpec {
     /// model's trained memory holds. Left out of the JSON (and so of run ids) when unset.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub memory_size: Option<i64>,
+    /// How demonstrations are drawn, encoded and written to memory. Left out of the JSON
+    /// (and so of run ids) at the default.
+    #[serde(default, skip_serializing_if = "IclProtocol::is_harness")]
+    pub protocol: IclProtocol,
+}
+
+/// The ICL evaluation's protocol.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum IclProtocol {
+    /// This harness's: per seed one shuffle gives the prompt's demonstrations and, after
+    /// them, memory's (disjoint); the texts are concatenated; memory is written window by
+    /// window, the last partial window too.
+    #[default]
+    Harness,
+    /// The authors' `eval_scripts/eval_longmem_icl.py` (eval/icl_released.rs): seeds 1 to
+    /// `seeds`; prompt and memory demonstrations drawn independently (they may overlap);
+    /// every demonstration a line of its own, `<s> … </s>`; memory written in slices of the
+    /// window with the trailing partial slice dropped; the prompt's last `</s>` removed;
+    /// mr, mpqa and subj files read as `<label>,<text>` lines without a header.
+    Released,
+}
+
+impl IclProtocol {
+    fn is_harness(&self) -> bool {
+        *self == IclProtocol::Harness
+    }
 }
 
 mod icl_defaults {
@@ -114,6 +141,13 @@ pub(super) fn resolve_icl(mut icl: IclSpec, data: &DataSpec, r: &Resolver) -> Re
     }
     if icl.test_examples == Some(0) {
         return Err(r.invalid("icl.test_examples", &0, "at least 1"));
+    }
+    if icl.protocol == IclProtocol::Released && icl.task == "builtin" {
+        return Err(r.invalid(
+            "icl.protocol",
+            &"released",
+            "\"harness\" for the built-in task: the released protocol evaluates the paper's file tasks",
+        ));
     }
     Ok(icl)
 }

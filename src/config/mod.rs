@@ -18,7 +18,7 @@ pub use backbone::RawBackbone;
 pub use builder::SpecBuilder;
 pub use chapterbreak::{ChapterBreakSpec, BUILTIN_EXAMPLES};
 pub use data::{CorpusOptions, DataSpec, RawDataSpec};
-pub use icl::IclSpec;
+pub use icl::{IclProtocol, IclSpec};
 pub use resolver::{FileChecks, Resolver, SpecError};
 pub use sections::{RawMemTrm, RawSideNet};
 pub use slurm::SlurmSettings;

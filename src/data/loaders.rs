@@ -264,6 +264,10 @@ pub enum TaskFormat {
     Sst2,
     /// SST-5 `stsa.fine.*`: one example per line, `<label 0-4> <text>`.
     Sst5,
+    /// `<label>,<text>` lines without a header, read as LongMem's ICL script reads mr, mpqa
+    /// and subj: the label is the first character, the text starts at the third (subj's
+    /// with its surrounding quotes removed: `strip_quotes`).
+    LabelFirst { strip_quotes: bool },
     /// Any CSV or TSV with a header row and named text and label columns.
     Table {
         text_column: String,
@@ -294,7 +298,8 @@ pub fn task_examples(path: &Path, format: &TaskFormat) -> Result<Vec<Example>, D
             };
             table(path, text_column, label_column, d)?
         }
-        TaskFormat::Sst5 => sst5(path)?,
+        TaskFormat::Sst5 => label_first(path, ' ', "a label 0-4 (SST-5 stsa.fine format)", false)?,
+        TaskFormat::LabelFirst { strip_quotes } => label_first(path, ',', "a one-digit label", *strip_quotes)?,
     };
     if examples.is_empty() {
         return Err(DataError::Empty {
@@ -352,7 +357,8 @@ fn table(path: &Path, text_column: &str, label_column: &str, delimiter: u8) -> R
     Ok(out)
 }
 
-fn sst5(path: &Path) -> Result<Vec<Example>, DataError> {
+/// Lines `<digit><separator><text>` (SST-5's labels are 0-4).
+fn label_first(path: &Path, separator: char, what: &str, strip_quotes: bool) -> Result<Vec<Example>, DataError> {
     let text = read_text(path)?;
     let mut out = Vec::new();
     for (i, line) in text.lines().enumerate() {
@@ -365,11 +371,17 @@ fn sst5(path: &Path) -> Result<Vec<Example>, DataError> {
             problem: problem.into(),
         };
         let (label, sentence) = line
-            .split_once(' ')
-            .ok_or_else(|| malformed("expected `<label> <text>`"))?;
-        if !matches!(label, "0" | "1" | "2" | "3" | "4") {
-            return Err(malformed("the label must be 0-4 (SST-5 stsa.fine format)"));
+            .split_once(separator)
+            .ok_or_else(|| malformed(&format!("expected `<label>{separator}<text>`")))?;
+        let digit = label.len() == 1 && label.bytes().all(|b| b.is_ascii_digit());
+        if !digit || (separator == ' ' && label > "4") {
+            return Err(malformed(&format!("the label must be {what}")));
         }
+        let sentence = if strip_quotes {
+            sentence.trim_matches('"')
+        } else {
+            sentence
+        };
         if sentence.trim().is_empty() {
             return Err(malformed("empty text"));
         }

@@ -11,7 +11,7 @@
 //! then write, as in streaming), and each test query is scored after n local demonstrations
 //! with memory read but never written, so every query sees the same memory.
 
-use crate::config::{DataSpec, IclSpec};
+use crate::config::{DataSpec, IclProtocol, IclSpec};
 use crate::data::classify::ClassifyTask;
 pub use crate::data::classify::Template;
 use crate::data::loaders::{task_examples, Delimiter, Example, TaskFormat};
@@ -35,7 +35,8 @@ pub struct TaskPreset {
     pub label_words: Vec<String>,
 }
 
-/// The paper's tasks with its ICL templates. The label words are this project's choice.
+/// The paper's tasks with its ICL templates and the label words of the authors' script
+/// (eval_longmem_icl.py), by label index: subj's 0 is subjective, as in its files.
 pub fn paper_presets() -> Vec<TaskPreset> {
     let words = |w: &[&str]| w.iter().map(|s| s.to_string()).collect();
     vec![
@@ -52,7 +53,7 @@ pub fn paper_presets() -> Vec<TaskPreset> {
         TaskPreset {
             name: "subj".into(),
             template: Template::input_type(),
-            label_words: words(&["objective", "subjective"]),
+            label_words: words(&["subjective", "objective"]),
         },
         TaskPreset {
             name: "sst5".into(),
@@ -163,9 +164,13 @@ impl IclTask {
             let Some(path) = path else {
                 bail!("icl.{key} is missing: task {} reads its examples from files", icl.task)
             };
+            let released = icl.protocol == IclProtocol::Released;
             let format = match preset.name.as_str() {
                 "sst2" => TaskFormat::Sst2,
                 "sst5" => TaskFormat::Sst5,
+                name if released => TaskFormat::LabelFirst {
+                    strip_quotes: name == "subj",
+                },
                 _ => TaskFormat::Table {
                     text_column: icl.text_column.clone(),
                     label_column: icl.label_column.clone(),
@@ -192,6 +197,28 @@ impl IclTask {
             },
             test_examples: icl.test_examples,
         })
+    }
+
+    /// `n` training examples drawn without replacement for seed `s` from stream `stream`
+    /// (independent streams give independent draws, which may overlap), and the test
+    /// queries: the released protocol's sampling. File tasks only.
+    pub fn draw(&self, s: u64, stream: u64, n: usize) -> anyhow::Result<(Vec<Example>, Vec<Example>)> {
+        let TaskData::Files { train, test } = &self.data else {
+            bail!("the released ICL protocol evaluates file tasks, not the built-in one");
+        };
+        if n > train.len() {
+            bail!(
+                "task {} draws {n} demonstrations but its train_file has {}",
+                self.name,
+                train.len()
+            );
+        }
+        let mut rng = ChaCha8Rng::seed_from_u64(mix(s, 0x1C1, 2 + stream));
+        let demos = rand::seq::index::sample(&mut rng, train.len(), n)
+            .into_iter()
+            .map(|i| train[i].clone());
+        let count = self.test_examples.unwrap_or(test.len()).min(test.len());
+        Ok((demos.collect(), test[..count].to_vec()))
     }
 
     /// Seed `s`'s `demos` demonstrations (drawn without replacement) and its test queries.
@@ -323,10 +350,16 @@ pub fn evaluate(
             }
         }
     }
+    let summaries = summarize(&results, &memory_shots, &icl.local_shots, &task.name);
+    Ok((results, summaries))
+}
+
+/// Mean and standard deviation over seeds of `rows` at each (memory, local) setting.
+pub(super) fn summarize(rows: &[IclRow], memory_shots: &[usize], local_shots: &[usize], task: &str) -> Vec<IclSummary> {
     let mut summaries = Vec::new();
-    for &m in &memory_shots {
-        for &n in &icl.local_shots {
-            let group: Vec<&IclRow> = results
+    for &m in memory_shots {
+        for &n in local_shots {
+            let group: Vec<&IclRow> = rows
                 .iter()
                 .filter(|r| r.local_shots == n && r.memory_shots == m)
                 .collect();
@@ -335,7 +368,7 @@ pub fn evaluate(
             let (acc, acc_std) = stat(|r| r.acc);
             let (norm, norm_std) = stat(|r| r.acc_norm);
             summaries.push(IclSummary {
-                task: task.name.clone(),
+                task: task.to_string(),
                 local_shots: n,
                 memory_shots: m,
                 seeds: group.len(),
@@ -348,7 +381,7 @@ pub fn evaluate(
             });
         }
     }
-    Ok((results, summaries))
+    summaries
 }
 
 /// Resets the memory and writes `demos` to it in windows, the same text in every row.
@@ -408,6 +441,25 @@ pub fn score_queries(
         .iter()
         .map(|ex| task.template.demonstration(&ex.text, &ex.label))
         .collect();
+    let prompts: Vec<Vec<u32>> = tests
+        .iter()
+        .map(|test| tokenizer.encode(&format!("{context}{}", task.template.query(&test.text))))
+        .collect();
+    score_prompts(learner, tokenizer, task, &prompts, window, rows, device)
+        .with_context(|| format!("{} local demonstrations and the query", local.len()))
+}
+
+/// [`score_queries`] on prompts already tokenised: each label word (after a space) is
+/// scored after each prompt, and the next-token distribution is read after it.
+pub(super) fn score_prompts(
+    learner: &dyn MethodModel,
+    tokenizer: &dyn Tokenizer,
+    task: &IclTask,
+    prompts: &[Vec<u32>],
+    window: usize,
+    rows: usize,
+    device: Device,
+) -> anyhow::Result<Vec<QueryScore>> {
     let continuations: Vec<Vec<u32>> = task
         .label_words
         .iter()
@@ -418,8 +470,7 @@ pub fn score_queries(
     let lead = leading_whitespace(&continuations, tokenizer);
     // One row per (query, label): the prompt, then the label's tokens but the last.
     let mut sequences: Vec<(usize, Vec<i64>)> = Vec::new();
-    for test in tests {
-        let prompt = tokenizer.encode(&format!("{context}{}", task.template.query(&test.text)));
+    for prompt in prompts {
         for cont in &continuations {
             let seq: Vec<i64> = prompt
                 .iter()
@@ -428,17 +479,16 @@ pub fn score_queries(
                 .collect();
             if seq.len() > window {
                 bail!(
-                    "a prompt with its label takes {} tokens ({} local demonstrations and the query), \
-                     more than the window of {window}; lower icl.local_shots or raise train.segment_len",
-                    seq.len(),
-                    local.len()
+                    "a prompt with its label takes {} tokens, more than the window of {window}; lower \
+                     icl.local_shots or raise train.segment_len",
+                    seq.len()
                 );
             }
             sequences.push((prompt.len(), seq));
         }
     }
     let labels = continuations.len();
-    let mut scores: Vec<QueryScore> = Vec::with_capacity(tests.len());
+    let mut scores: Vec<QueryScore> = Vec::with_capacity(prompts.len());
     let seqs: Vec<Vec<i64>> = sequences.iter().map(|(_, seq)| seq.clone()).collect();
     super::score::for_each_read_only(learner, &seqs, rows, device, |i, logp| {
         let (query, label) = (i / labels, i % labels);
@@ -458,7 +508,7 @@ pub fn score_queries(
 }
 
 /// Accuracy of the paper's protocol, `acc` and `acc_norm` over `tests` given their scores.
-fn accuracies(
+pub(super) fn accuracies(
     scores: &[QueryScore],
     tests: &[Example],
     task: &IclTask,

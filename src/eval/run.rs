@@ -7,7 +7,7 @@ use super::distance::distance_edges;
 use super::icl::{self, IclTask};
 use super::result::{EvalResult, IclResult, MemorySettings};
 use super::{segments_to_cover, stream_nll_scored, Scoring};
-use crate::config::{self, IclSpec, Spec};
+use crate::config::{self, IclProtocol, IclSpec, Spec};
 use crate::data::SegmentStream;
 use crate::device::measure_matmul_peak;
 use crate::memory::{BankSharing, Retrieval};
@@ -95,7 +95,11 @@ pub fn in_context(
     let device = model.trained_vs().device();
     let tokenizer = spec.data.tokenizer().expect("specs with [icl] have text data");
     let task = IclTask::from_spec(icl, &spec.data, spec.seed.wrapping_add(seed_offset))?;
-    let (rows, summary) = icl::evaluate(
+    let evaluate = match icl.protocol {
+        IclProtocol::Harness => icl::evaluate,
+        IclProtocol::Released => super::icl_released::evaluate,
+    };
+    let (rows, summary) = evaluate(
         model,
         tokenizer.as_ref(),
         &task,
