@@ -7,9 +7,10 @@
 //! - [`builtin_examples`] is the built-in analogue: in a generated document, a span of
 //!   answer tokens whose evidence lies beyond the local window is the true continuation of
 //!   the document before it; the distractors are other answer spans of the same length from
-//!   the same document whose evidence the context also holds beyond the window, and no
-//!   candidate occurs in the window, so that only reading the evidence of this span (not
-//!   recognising text seen recently) tells them apart.
+//!   the same document whose evidence the context also holds beyond the window; no
+//!   candidate occurs in the window, and each occurs in the context as often as the true
+//!   one, so that only reading the evidence of this span (not recognising text seen
+//!   recently or often) tells them apart.
 
 use super::stream::Document;
 use crate::tokenizer::Tokenizer;
@@ -175,7 +176,9 @@ fn answer_spans(doc: &Document) -> Vec<Span> {
 /// random place. A distractor is another answer span whose evidence also lies beyond those
 /// last `local` tokens. No candidate's tokens occur in that local part (examples whose
 /// truth does are skipped, distractors that do are not drawn), so recency cannot tell the
-/// true one.
+/// true one; and every candidate occurs in the context as often as the truth does (in the
+/// recall corpus once, at its fact: a value already queried occurs twice and is not
+/// drawn), so frequency cannot either.
 pub fn builtin_examples(doc: &Document, window: usize, candidates: usize, rng: &mut impl Rng) -> Vec<SuffixExample> {
     let spans = answer_spans(doc);
     let tokens = |s: &Span| doc.tokens[s.start..s.start + s.len].to_vec();
@@ -189,14 +192,16 @@ pub fn builtin_examples(doc: &Document, window: usize, candidates: usize, rng: &
             continue;
         }
         let truth = tokens(span);
-        let recent = &doc.tokens[far_end..span.start];
+        let (context, recent) = (&doc.tokens[..span.start], &doc.tokens[far_end..span.start]);
         if occurs(&truth, recent) {
             continue;
         }
+        let seen = occurrences(&truth, context);
         let mut others: Vec<Vec<u32>> = Vec::new();
         for s in spans.iter().filter(|s| s.len == span.len && s.evidence_end <= far_end) {
             let t = tokens(s);
-            if t != truth && !others.contains(&t) && !occurs(&t, recent) {
+            let fair = !occurs(&t, recent) && occurrences(&t, context) == seen;
+            if t != truth && fair && !others.contains(&t) {
                 others.push(t);
             }
         }
@@ -221,6 +226,11 @@ pub fn builtin_examples(doc: &Document, window: usize, candidates: usize, rng: &
 /// Whether `needle` occurs as a contiguous run in `hay`.
 fn occurs(needle: &[u32], hay: &[u32]) -> bool {
     hay.windows(needle.len()).any(|w| w == needle)
+}
+
+/// How often `needle` occurs as a contiguous run in `hay`.
+fn occurrences(needle: &[u32], hay: &[u32]) -> usize {
+    hay.windows(needle.len()).filter(|w| *w == needle).count()
 }
 
 #[cfg(test)]
