@@ -232,18 +232,6 @@ struct Header {
     faiss: String,
 }
 
-fn cpu_model() -> String {
-    std::fs::read_to_string("/proc/cpuinfo")
-        .ok()
-        .and_then(|text| {
-            text.lines()
-                .find(|l| l.starts_with("model name"))
-                .and_then(|l| l.split(':').nth(1))
-                .map(|s| s.trim().to_string())
-        })
-        .unwrap_or_else(|| "unknown CPU".into())
-}
-
 fn markdown(header: &Header, rows: &[BenchRow], goals: &Goals) -> String {
     let mut md = header_markdown(header);
     md.push_str(&goals_markdown(header, goals));
@@ -262,7 +250,7 @@ fn header_markdown(header: &Header) -> String {
          longmem-bench {} ({} build), tch {}, libtorch {}, commit `{}`. faiss: {}.\n",
         header.date,
         host.trim(),
-        cpu_model(),
+        crate::device::cpu_description(),
         tch::get_num_threads(),
         device_name(header.device),
         v.longmem_bench,

@@ -2,8 +2,10 @@
 //! this machine has, and measuring each device's matmul peak (the physical limit that MFU
 //! figures are given against).
 
+mod cpu;
 mod peak;
 
+pub use cpu::{cpu_description, cpu_features, cpu_model};
 pub use peak::{measure_matmul_peak, MatmulPeak};
 use serde::{Deserialize, Serialize};
 use std::str::FromStr;

@@ -51,6 +51,9 @@ pub struct Metadata {
     pub git_commit: String,
     pub versions: Versions,
     pub host: String,
+    /// The CPU model and its vector extensions (absent in runs before it was recorded).
+    #[serde(default)]
+    pub cpu: String,
     /// `SLURM_JOB_ID`, `SLURM_ARRAY_JOB_ID`, `SLURM_ARRAY_TASK_ID` when set.
     pub slurm: BTreeMap<String, String>,
     pub started: String,
@@ -333,6 +336,7 @@ fn metadata(experiment: &Experiment, run: &PlannedRun) -> Metadata {
         host: std::fs::read_to_string("/proc/sys/kernel/hostname")
             .map(|h| h.trim().to_string())
             .unwrap_or_else(|_| "unknown".into()),
+        cpu: crate::device::cpu_description(),
         slurm,
         started: now(),
         finished: None,

@@ -93,8 +93,18 @@ pub fn setup_section(c: &Collected) -> String {
     if let Some(m) = &c.metadata {
         let _ = writeln!(
             out,
-            "- longmem-bench {}, tch {}, libtorch {}; device {}; host {}; git commit `{}`",
-            m.versions.longmem_bench, m.versions.tch, m.versions.libtorch, m.device, m.host, m.git_commit
+            "- longmem-bench {}, tch {}, libtorch {}; device {}; host {}{}; git commit `{}`",
+            m.versions.longmem_bench,
+            m.versions.tch,
+            m.versions.libtorch,
+            m.device,
+            m.host,
+            if m.cpu.is_empty() {
+                String::new()
+            } else {
+                format!(", CPU {}", m.cpu)
+            },
+            m.git_commit
         );
     }
     out
