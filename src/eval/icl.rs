@@ -395,24 +395,40 @@ fn fill_memory(
     rows: usize,
     device: Device,
 ) -> (usize, usize) {
+    let tokens: Vec<u32> = demos
+        .iter()
+        .flat_map(|ex| tokenizer.encode(&task.template.demonstration(&ex.text, &ex.label)))
+        .collect();
+    write_memory(learner, &tokens, window, false, rows, device)
+}
+
+/// Resets the memory and writes `tokens` in slices of `window`, the same in every row; a
+/// trailing partial slice too unless `whole_slices`. Returns the tokens written and the
+/// tokens memory can retrieve afterwards ((0, 0) for a model without memory).
+pub(super) fn write_memory(
+    learner: &mut dyn MethodModel,
+    tokens: &[u32],
+    window: usize,
+    whole_slices: bool,
+    rows: usize,
+    device: Device,
+) -> (usize, usize) {
     let Some(bank) = learner.bank_mut() else {
         return (0, 0);
     };
     bank.reset_all();
-    let tokens: Vec<i64> = demos
-        .iter()
-        .flat_map(|ex| tokenizer.encode(&task.template.demonstration(&ex.text, &ex.label)))
-        .map(i64::from)
-        .collect();
-    for piece in tokens.chunks(window) {
-        let inputs = Tensor::from_slice(piece)
-            .view([1, piece.len() as i64])
+    let mut written = 0;
+    for piece in tokens.chunks(window).filter(|p| !whole_slices || p.len() == window) {
+        let ids: Vec<i64> = piece.iter().map(|&t| i64::from(t)).collect();
+        let inputs = Tensor::from_slice(&ids)
+            .view([1, ids.len() as i64])
             .repeat([rows as i64, 1])
             .to_device(device);
         tch::no_grad(|| learner.forward(&Batch::unlabelled(inputs), false));
+        written += ids.len();
     }
     let kept = learner.bank().map_or(0, |b| b.len_tokens(0) as usize);
-    (tokens.len(), kept)
+    (written, kept)
 }
 
 /// One query's scores: each label word's summed log-probability after the prompt, and the

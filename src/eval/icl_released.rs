@@ -12,14 +12,13 @@
 //!   writing it; the argmax next token is the paper's prediction (`acc_paper`), and the
 //!   label words' log-likelihood after the prompt gives `acc` and `acc_norm` beside it.
 
-use super::icl::{accuracies, score_prompts, summarize, IclRow, IclSummary, IclTask};
+use super::icl::{accuracies, score_prompts, summarize, write_memory, IclRow, IclSummary, IclTask};
 use crate::config::IclSpec;
 use crate::data::loaders::Example;
-use crate::data::Batch;
 use crate::methods::MethodModel;
 use crate::tokenizer::Tokenizer;
 use anyhow::Context;
-use tch::{Device, Tensor};
+use tch::Device;
 
 /// Draw streams of [`IclTask::draw`].
 const PROMPT: u64 = 0;
@@ -102,26 +101,11 @@ fn fill_memory(
     rows: usize,
     device: Device,
 ) -> (usize, usize) {
-    let Some(bank) = learner.bank_mut() else {
-        return (0, 0);
-    };
-    bank.reset_all();
-    let tokens: Vec<i64> = demos
+    let tokens: Vec<u32> = demos
         .iter()
         .flat_map(|ex| line(tokenizer, &task.template.demonstration(&ex.text, &ex.label)))
-        .map(i64::from)
         .collect();
-    let mut written = 0;
-    for slice in tokens.chunks_exact(window) {
-        let inputs = Tensor::from_slice(slice)
-            .view([1, window as i64])
-            .repeat([rows as i64, 1])
-            .to_device(device);
-        tch::no_grad(|| learner.forward(&Batch::unlabelled(inputs), false));
-        written += window;
-    }
-    let kept = learner.bank().map_or(0, |b| b.len_tokens(0) as usize);
-    (written, kept)
+    write_memory(learner, &tokens, window, true, rows, device)
 }
 
 #[cfg(test)]
