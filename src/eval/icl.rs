@@ -314,12 +314,7 @@ pub fn evaluate(
     rows: usize,
     device: Device,
 ) -> anyhow::Result<(Vec<IclRow>, Vec<IclSummary>)> {
-    // A model without memory has one memory setting: none.
-    let memory_shots: Vec<usize> = if learner.bank().is_some() {
-        icl.memory_shots.clone()
-    } else {
-        vec![0]
-    };
+    let memory_shots = memory_shots(learner, icl);
     let most_local = icl.local_shots.iter().copied().max().unwrap_or(0);
     let most_memory = memory_shots.iter().copied().max().unwrap_or(0);
     let mut results = Vec::new();
@@ -352,6 +347,15 @@ pub fn evaluate(
     }
     let summaries = summarize(&results, &memory_shots, &icl.local_shots, &task.name);
     Ok((results, summaries))
+}
+
+/// The memory settings evaluated: `icl.memory_shots`, or for a model without memory one
+/// setting, none.
+pub(super) fn memory_shots(learner: &dyn MethodModel, icl: &IclSpec) -> Vec<usize> {
+    match learner.bank() {
+        Some(_) => icl.memory_shots.clone(),
+        None => vec![0],
+    }
 }
 
 /// Mean and standard deviation over seeds of `rows` at each (memory, local) setting.

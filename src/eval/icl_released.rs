@@ -12,9 +12,8 @@
 //!   writing it; the argmax next token is the paper's prediction (`acc_paper`), and the
 //!   label words' log-likelihood after the prompt gives `acc` and `acc_norm` beside it.
 
-use super::icl::{accuracies, score_prompts, summarize, write_memory, IclRow, IclSummary, IclTask};
+use super::icl::{accuracies, memory_shots, score_prompts, summarize, write_memory, IclRow, IclSummary, IclTask};
 use crate::config::IclSpec;
-use crate::data::loaders::Example;
 use crate::methods::MethodModel;
 use crate::tokenizer::Tokenizer;
 use anyhow::Context;
@@ -42,17 +41,18 @@ pub fn evaluate(
     rows: usize,
     device: Device,
 ) -> anyhow::Result<(Vec<IclRow>, Vec<IclSummary>)> {
-    let memory_shots: Vec<usize> = if learner.bank().is_some() {
-        icl.memory_shots.clone()
-    } else {
-        vec![0]
-    };
+    let memory_shots = memory_shots(learner, icl);
     let mut results = Vec::new();
     for s in 1..=icl.seeds {
         for &m in &memory_shots {
             let (memory, _) = task.draw(s, MEMORY, m)?;
+            let memory_tokens: Vec<u32> = memory
+                .iter()
+                .flat_map(|ex| line(tokenizer, &task.template.demonstration(&ex.text, &ex.label)))
+                .collect();
             for &n in &icl.local_shots {
-                let (written, kept) = fill_memory(learner, tokenizer, task, &memory, window, rows, device);
+                // The memory lines, in whole slices of the window (the partial one dropped).
+                let (written, kept) = write_memory(learner, &memory_tokens, window, true, rows, device);
                 let (demos, tests) = task.draw(s, PROMPT, n)?;
                 let context: Vec<u32> = demos
                     .iter()
@@ -87,25 +87,6 @@ pub fn evaluate(
     }
     let summaries = summarize(&results, &memory_shots, &icl.local_shots, &task.name);
     Ok((results, summaries))
-}
-
-/// Resets the memory and writes the `demos` lines in whole slices of `window` tokens, the
-/// same in every row; the trailing partial slice is dropped. Returns the tokens written and
-/// the tokens memory can retrieve afterwards.
-fn fill_memory(
-    learner: &mut dyn MethodModel,
-    tokenizer: &dyn Tokenizer,
-    task: &IclTask,
-    demos: &[Example],
-    window: usize,
-    rows: usize,
-    device: Device,
-) -> (usize, usize) {
-    let tokens: Vec<u32> = demos
-        .iter()
-        .flat_map(|ex| line(tokenizer, &task.template.demonstration(&ex.text, &ex.label)))
-        .collect();
-    write_memory(learner, &tokens, window, true, rows, device)
 }
 
 #[cfg(test)]
