@@ -65,7 +65,7 @@ pub(super) fn chapterbreak_section(v: &View, labels: &[String], out: &Path, pref
     let mut md = String::new();
     let _ = write!(
         md,
-        "\n## Suffix identification (ChapterBreak)\n\nThe context streams through memory window by window; each candidate continuation is scored by its log-likelihood after the context's last tokens, and the true one must score highest. `builtin` is the built-in analogue: the true continuation is an answer span whose evidence lies beyond the window, the distractors are other answer spans of the same length from the same document, whose evidence also lies wholly beyond the window; no candidate occurs in the window, so recency cannot tell the true one. Chance: {}. Intervals are 95% over seeds.\n\n{}\n![ChapterBreak]({})\n",
+        "\n## Suffix identification (ChapterBreak)\n\nThe context streams through memory window by window; each candidate continuation is scored by its log-likelihood after the context's last tokens, and the true one must score highest. `builtin` is the built-in analogue: the true continuation is an answer span whose evidence lies beyond the window, the distractors are other answer spans of the same length from the same document, whose evidence also lies wholly beyond the window; no candidate occurs in the window, and each occurs in the context as often as the true one, so neither recency nor frequency can tell the true one. Chance: {}. Intervals are 95% over seeds.\n\n{}\n![ChapterBreak]({})\n",
         chance.join(", "),
         table(&header, &rows),
         png.file_name().unwrap_or_default().to_string_lossy()
