@@ -358,7 +358,7 @@ fn released_protocol_encodes_lines_and_drops_the_partial_memory_slice() {
     let icl = spec.icl.clone().unwrap();
     let task = IclTask::from_spec(&icl, &spec.data, 7).unwrap();
     let (rows, summary) =
-        longmem_bench::eval::icl_released::evaluate(learner.as_mut(), tok.as_ref(), &task, &icl, 128, 4, Device::Cpu)
+        longmem_bench::eval::icl::released::evaluate(learner.as_mut(), tok.as_ref(), &task, &icl, 128, 4, Device::Cpu)
             .unwrap();
     assert_eq!(rows.len(), 2 * 2 * 2);
     assert_eq!(

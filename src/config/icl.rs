@@ -57,7 +57,7 @@ pub enum IclProtocol {
     /// window, the last partial window too.
     #[default]
     Harness,
-    /// The authors' `eval_scripts/eval_longmem_icl.py` (eval/icl_released.rs): seeds 1 to
+    /// The authors' `eval_scripts/eval_longmem_icl.py` (eval/icl/released.rs): seeds 1 to
     /// `seeds`; prompt and memory demonstrations drawn independently (they may overlap);
     /// every demonstration a line of its own, `<s> … </s>`; memory written in slices of the
     /// window with the trailing partial slice dropped; the prompt's last `</s>` removed;

@@ -4,7 +4,6 @@ pub mod cost;
 mod describe;
 pub mod distance;
 pub mod icl;
-pub mod icl_released;
 mod json;
 pub mod perplexity;
 pub mod result;

@@ -97,7 +97,7 @@ pub fn in_context(
     let task = IclTask::from_spec(icl, &spec.data, spec.seed.wrapping_add(seed_offset))?;
     let evaluate = match icl.protocol {
         IclProtocol::Harness => icl::evaluate,
-        IclProtocol::Released => super::icl_released::evaluate,
+        IclProtocol::Released => icl::released::evaluate,
     };
     let (rows, summary) = evaluate(
         model,
