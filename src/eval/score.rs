@@ -1,6 +1,7 @@
-//! Scoring token sequences read-only: the batching that in-context learning and suffix
-//! identification share.
+//! Scoring token sequences read-only, and writing a text to memory first: what in-context
+//! learning and suffix identification share.
 
+use crate::data::Batch;
 use crate::methods::MethodModel;
 use tch::{Device, Kind, Tensor};
 
@@ -42,4 +43,33 @@ pub fn continuation_logp(logp: &Tensor, prompt_len: usize, continuation: &[u32])
         .enumerate()
         .map(|(j, &token)| logp.double_value(&[(prompt_len - 1 + j) as i64, token as i64]))
         .sum()
+}
+
+/// Resets the memory and writes `tokens` in slices of `window`, the same in every row; a
+/// trailing partial slice too unless `whole_slices`. Returns the tokens written and the
+/// tokens memory can retrieve afterwards ((0, 0) for a model without memory).
+pub fn write_memory(
+    learner: &mut dyn MethodModel,
+    tokens: &[u32],
+    window: usize,
+    whole_slices: bool,
+    rows: usize,
+    device: Device,
+) -> (usize, usize) {
+    let Some(bank) = learner.bank_mut() else {
+        return (0, 0);
+    };
+    bank.reset_all();
+    let mut written = 0;
+    for piece in tokens.chunks(window).filter(|p| !whole_slices || p.len() == window) {
+        let ids: Vec<i64> = piece.iter().map(|&t| i64::from(t)).collect();
+        let inputs = Tensor::from_slice(&ids)
+            .view([1, ids.len() as i64])
+            .repeat([rows as i64, 1])
+            .to_device(device);
+        tch::no_grad(|| learner.forward(&Batch::unlabelled(inputs), false));
+        written += ids.len();
+    }
+    let kept = learner.bank().map_or(0, |b| b.len_tokens(0) as usize);
+    (written, kept)
 }

@@ -5,15 +5,15 @@
 //! scores highest (ties go to the first). A model without memory sees the last tokens only.
 
 use super::result::SourceAccuracy;
-use super::score::{continuation_logp, for_each_read_only};
+use super::score::{continuation_logp, for_each_read_only, write_memory};
 use crate::config::{ChapterBreakSpec, Spec, BUILTIN_EXAMPLES};
 use crate::data::chapterbreak::{builtin_examples, read_chapterbreak, ReadOptions, SuffixExample};
-use crate::data::{Batch, DocumentSource};
+use crate::data::DocumentSource;
 use crate::methods::MethodModel;
 use anyhow::{bail, Context};
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
-use tch::{Device, Tensor};
+use tch::Device;
 
 /// The examples `cb` names for `spec`: read from its file, or built from `spec`'s held-out
 /// documents (seeded from the spec's seed plus `seed_offset`).
@@ -126,17 +126,7 @@ pub fn score(
     }
     let local = local_tokens(window, longest).min(ex.context.len());
     let (far, near) = ex.context.split_at(ex.context.len() - local);
-    if let Some(bank) = learner.bank_mut() {
-        bank.reset_all();
-        for piece in far.chunks(window) {
-            let ids: Vec<i64> = piece.iter().map(|&t| i64::from(t)).collect();
-            let inputs = Tensor::from_slice(&ids)
-                .view([1, ids.len() as i64])
-                .repeat([rows as i64, 1])
-                .to_device(device);
-            tch::no_grad(|| learner.forward(&Batch::unlabelled(inputs), false));
-        }
-    }
+    write_memory(learner, far, window, false, rows, device);
     // A context of no tokens still needs one to predict the first candidate token from.
     let prompt: Vec<i64> = match near.is_empty() {
         true => bail!("an example with an empty context: nothing to continue"),

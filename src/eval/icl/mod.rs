@@ -19,7 +19,6 @@ use crate::data::classify::ClassifyTask;
 pub use crate::data::classify::Template;
 use crate::data::loaders::{task_examples, Delimiter, Example, TaskFormat};
 use crate::data::recall::mix;
-use crate::data::Batch;
 use crate::methods::MethodModel;
 use crate::tokenizer::Tokenizer;
 use anyhow::{bail, Context};
@@ -30,7 +29,7 @@ pub(crate) use score::{accuracies, score_prompts};
 pub use score::{score_queries, QueryScore};
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
-use tch::{Device, Tensor};
+use tch::Device;
 
 /// One of the paper's five tasks: its template and label words (by label index).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -408,36 +407,7 @@ fn fill_memory(
         .iter()
         .flat_map(|ex| tokenizer.encode(&task.template.demonstration(&ex.text, &ex.label)))
         .collect();
-    write_memory(learner, &tokens, window, false, rows, device)
-}
-
-/// Resets the memory and writes `tokens` in slices of `window`, the same in every row; a
-/// trailing partial slice too unless `whole_slices`. Returns the tokens written and the
-/// tokens memory can retrieve afterwards ((0, 0) for a model without memory).
-pub(crate) fn write_memory(
-    learner: &mut dyn MethodModel,
-    tokens: &[u32],
-    window: usize,
-    whole_slices: bool,
-    rows: usize,
-    device: Device,
-) -> (usize, usize) {
-    let Some(bank) = learner.bank_mut() else {
-        return (0, 0);
-    };
-    bank.reset_all();
-    let mut written = 0;
-    for piece in tokens.chunks(window).filter(|p| !whole_slices || p.len() == window) {
-        let ids: Vec<i64> = piece.iter().map(|&t| i64::from(t)).collect();
-        let inputs = Tensor::from_slice(&ids)
-            .view([1, ids.len() as i64])
-            .repeat([rows as i64, 1])
-            .to_device(device);
-        tch::no_grad(|| learner.forward(&Batch::unlabelled(inputs), false));
-        written += ids.len();
-    }
-    let kept = learner.bank().map_or(0, |b| b.len_tokens(0) as usize);
-    (written, kept)
+    crate::eval::score::write_memory(learner, &tokens, window, false, rows, device)
 }
 
 #[cfg(test)]

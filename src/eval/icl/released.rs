@@ -12,8 +12,9 @@
 //!   writing it; the argmax next token is the paper's prediction (`acc_paper`), and the
 //!   label words' log-likelihood after the prompt gives `acc` and `acc_norm` beside it.
 
-use super::{accuracies, memory_shots, score_prompts, summarize, write_memory, IclRow, IclSummary, IclTask};
+use super::{accuracies, memory_shots, score_prompts, summarize, IclRow, IclSummary, IclTask};
 use crate::config::IclSpec;
+use crate::eval::score::write_memory;
 use crate::methods::MethodModel;
 use crate::tokenizer::Tokenizer;
 use anyhow::Context;
