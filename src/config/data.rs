@@ -234,14 +234,10 @@ impl DataSpec {
         self.corpus().is_none_or(|c| c.insert.is_some())
     }
 
-    /// Whether its documents mark answers whose evidence lies earlier (the generators and
-    /// `data.insert`), as the built-in ChapterBreak analogue needs.
+    /// Whether its documents mark answers whose evidence lies earlier, as the built-in
+    /// ChapterBreak analogue needs: the generated ones but the `demos` tasks.
     pub fn has_answers(&self) -> bool {
-        match self {
-            DataSpec::Recall(_) | DataSpec::Needle(_) | DataSpec::Variables(_) => true,
-            DataSpec::Demos(_) => false,
-            corpus => corpus.corpus().is_some_and(|c| c.insert.is_some()),
-        }
+        self.is_generated() && !matches!(self, DataSpec::Demos(_))
     }
 
     /// The tokenizer of text data; `None` for the recall, needle and variables corpora

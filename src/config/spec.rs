@@ -124,7 +124,7 @@ impl Spec {
     /// Whether the run has a training stage: its method trains, and no trained weights are
     /// given for what it would train (`sidenet.weights`).
     pub fn trains(&self) -> bool {
-        self.method.trains() && self.sidenet_weights.is_none()
+        trains(self.method, self.sidenet_weights.as_deref())
     }
 
     /// The shape whose useful forward FLOPs per position this run's model costs at local
@@ -289,7 +289,7 @@ impl RawSpec {
         check_weights(backbone_weights.as_deref(), self.method, r)?;
         let data = resolve_data(self.data, model_dir, r)?;
         let sidenet_weights = self.sidenet.resolve_weights(self.method, r)?;
-        let trains = self.method.trains() && sidenet_weights.is_none();
+        let trains = trains(self.method, sidenet_weights.as_deref());
         let train = self.train.resolve(self.seed, (self.method, trains), self.device, r)?;
         let segment_len = self.train.segment_len;
 
@@ -322,6 +322,11 @@ impl RawSpec {
             chapterbreak,
         })
     }
+}
+
+/// [`Spec::trains`], for the resolver, which needs it before the spec exists.
+fn trains(method: Method, sidenet_weights: Option<&Path>) -> bool {
+    method.trains() && sidenet_weights.is_none()
 }
 
 /// Methods that start from a trained backbone name its weights, which must exist when the

@@ -5,9 +5,9 @@
 use super::cost::CostReport;
 use super::distance::distance_edges;
 use super::icl::{self, IclTask};
-use super::result::{EvalResult, IclResult, MemorySettings};
+use super::result::{EvalResult, IclResult, MemorySettings, SuffixResult};
 use super::{segments_to_cover, stream_nll_scored, Scoring};
-use crate::config::{self, IclProtocol, IclSpec, Spec};
+use crate::config::{self, ChapterBreakSpec, IclProtocol, IclSpec, Spec};
 use crate::data::SegmentStream;
 use crate::device::measure_matmul_peak;
 use crate::memory::{BankSharing, Retrieval};
@@ -130,6 +130,28 @@ pub fn close_memory_gates(model: &dyn MethodModel) -> bool {
 }
 
 /// The memory the evaluation runs with, for memory methods.
+/// Suffix identification with `spec`'s `[chapterbreak]` section `cb`: its file's examples,
+/// or the built-in ones from held-out documents (seeded from the seed plus `seed_offset`).
+pub fn suffix_identification(
+    model: &mut dyn MethodModel,
+    spec: &Spec,
+    cb: &ChapterBreakSpec,
+    seed_offset: u64,
+    gates_closed: bool,
+) -> anyhow::Result<SuffixResult> {
+    let examples = super::suffix::examples(spec, cb, seed_offset)?;
+    let device = model.trained_vs().device();
+    let sources = super::suffix::evaluate(model, &examples, spec.segment_len, spec.batch_size, device)?;
+    Ok(SuffixResult {
+        method: spec.method.to_string(),
+        memory_gates_closed: gates_closed,
+        window: spec.segment_len,
+        settings: cb.clone(),
+        memory: memory_settings(spec, model),
+        sources,
+    })
+}
+
 fn memory_settings(spec: &Spec, model: &dyn MethodModel) -> Option<MemorySettings> {
     model.bank().map(|_| MemorySettings {
         size: spec.memory.size,

@@ -69,47 +69,43 @@ pub fn evaluate(
     rows: usize,
     device: Device,
 ) -> anyhow::Result<Vec<SourceAccuracy>> {
-    let mut sources: Vec<SourceAccuracy> = Vec::new();
-    let mut distances: Vec<(usize, f64)> = Vec::new();
+    let mut right = Vec::with_capacity(examples.len());
     for (i, ex) in examples.iter().enumerate() {
         let scores = score(learner, ex, window, rows, device).with_context(|| format!("{} example {i}", ex.source))?;
         let best = (0..scores.len())
             .reduce(|a, b| if scores[b] > scores[a] { b } else { a })
             .expect("at least two candidates");
-        let at = match sources.iter().position(|s| s.source == ex.source) {
-            Some(at) => at,
-            None => {
-                sources.push(SourceAccuracy {
-                    source: ex.source.clone(),
-                    examples: 0,
-                    correct: 0,
-                    accuracy: 0.0,
-                    chance: 0.0,
-                    mean_context_tokens: 0.0,
-                    mean_distance: None,
-                });
-                distances.push((0, 0.0));
-                sources.len() - 1
-            }
-        };
-        let s = &mut sources[at];
-        s.examples += 1;
-        s.correct += usize::from(best == ex.gold);
-        s.chance += 1.0 / ex.candidates.len() as f64;
-        s.mean_context_tokens += ex.context.len() as f64;
-        if let Some(d) = ex.distance {
-            distances[at].0 += 1;
-            distances[at].1 += d as f64;
+        right.push(best == ex.gold);
+    }
+    let mut names: Vec<&str> = Vec::new();
+    for ex in examples {
+        if !names.contains(&ex.source.as_str()) {
+            names.push(&ex.source);
         }
     }
-    for (s, (n, d)) in sources.iter_mut().zip(distances) {
-        let count = s.examples as f64;
-        s.accuracy = s.correct as f64 / count;
-        s.chance /= count;
-        s.mean_context_tokens /= count;
-        s.mean_distance = (n > 0).then(|| d / n as f64);
-    }
-    Ok(sources)
+    Ok(names
+        .into_iter()
+        .map(|name| {
+            let of: Vec<(&SuffixExample, bool)> = examples
+                .iter()
+                .zip(right.iter().copied())
+                .filter(|(ex, _)| ex.source == name)
+                .collect();
+            let n = of.len() as f64;
+            let mean = |f: &dyn Fn(&SuffixExample) -> f64| of.iter().map(|(ex, _)| f(ex)).sum::<f64>() / n;
+            let correct = of.iter().filter(|(_, r)| *r).count();
+            let distances: Vec<f64> = of.iter().filter_map(|(ex, _)| ex.distance).map(|d| d as f64).collect();
+            SourceAccuracy {
+                source: name.to_string(),
+                examples: of.len(),
+                correct,
+                accuracy: correct as f64 / n,
+                chance: mean(&|ex| 1.0 / ex.candidates.len() as f64),
+                mean_context_tokens: mean(&|ex| ex.context.len() as f64),
+                mean_distance: (!distances.is_empty()).then(|| distances.iter().sum::<f64>() / distances.len() as f64),
+            }
+        })
+        .collect())
 }
 
 /// Each candidate's summed log-probability after `ex`'s context, as the module says.

@@ -204,6 +204,10 @@ pub fn evaluate_run(request: &EvalRequest) -> anyhow::Result<EvalOutcome> {
         let path = out_dir.join(name("eval"));
         result.write(&path)?;
         outcome.perplexity = Some((path, result));
+        // Suffix identification resets memory per example: the same model serves it.
+        if spec.chapterbreak.is_some() && o.window.is_none() && !o.no_chapterbreak {
+            outcome.chapterbreak = Some(chapterbreak(model.as_mut(), spec, o, out_dir, spec_name)?);
+        }
     }
     match &spec.icl {
         Some(icl) if o.window.is_none() && !o.no_icl => {
@@ -221,15 +225,12 @@ pub fn evaluate_run(request: &EvalRequest) -> anyhow::Result<EvalOutcome> {
         ),
         _ => {}
     }
-    if spec.chapterbreak.is_some() && o.window.is_none() && !o.icl_only && !o.no_chapterbreak {
-        let mut model = build(spec)?;
-        outcome.chapterbreak = Some(chapterbreak(model.as_mut(), spec, o, out_dir, spec_name)?);
-    }
     Ok(outcome)
 }
 
-/// Suffix identification (`[chapterbreak]`) with `model`, written to `chapterbreak.json`
-/// (`chapterbreak-nomemory.json` with the gates closed).
+/// Suffix identification (`[chapterbreak]`) with `model`, written to `chapterbreak*.json`:
+/// named by the memory overrides and the closed gates, not the retrieval mode (its scoring
+/// retrieves exactly).
 fn chapterbreak(
     model: &mut dyn MethodModel,
     spec: &Spec,
@@ -243,26 +244,13 @@ fn chapterbreak(
             spec_name.display()
         );
     };
-    let examples = crate::eval::suffix::examples(spec, cb, o.seed_offset)?;
-    let device = model.trained_vs().device();
-    let sources = crate::eval::suffix::evaluate(model, &examples, spec.segment_len, spec.batch_size, device)?;
-    let result = SuffixResult {
-        method: spec.method.to_string(),
-        memory_gates_closed: o.no_memory,
-        window: spec.segment_len,
-        settings: cb.clone(),
-        memory: model.bank().map(|_| crate::eval::result::MemorySettings {
-            size: spec.memory.size,
-            chunk: spec.memory.chunk,
-            top_k: spec.memory.k,
-        }),
-        sources,
-    };
+    let result = run::suffix_identification(model, spec, cb, o.seed_offset, o.no_memory)?;
+    let memory = o.memory.overrides_memory().then_some(&spec.memory);
     let path = out_dir.join(result_file_name(
         "chapterbreak",
         None,
         o.no_memory,
-        None,
+        memory,
         Default::default(),
     ));
     result.write(&path)?;

@@ -400,21 +400,24 @@ pub fn staleness_values(rows: &[StalenessRow], segment_len: usize) -> Vec<(Strin
 
 /// Every value of one source's suffix-identification accuracy, by metric name.
 pub fn suffix_values(source: &SourceAccuracy) -> Vec<(&'static str, f64)> {
-    ALL.iter()
-        .filter_map(|metric| match metric.read {
-            Read::Suffix(read) => Some((metric.name, read(source))),
-            _ => None,
-        })
-        .collect()
+    values_of(source, |read| match read {
+        Read::Suffix(f) => Some(f),
+        _ => None,
+    })
 }
 
 /// Every value of one in-context learning row, by metric name, in [`ALL`]'s order.
 pub fn icl_values(row: &IclRow) -> Vec<(&'static str, f64)> {
+    values_of(row, |read| match read {
+        Read::Icl(f) => Some(f),
+        _ => None,
+    })
+}
+
+/// The values of `item` by every metric whose reader `pick` takes, in [`ALL`]'s order.
+fn values_of<T>(item: &T, pick: impl Fn(Read) -> Option<fn(&T) -> f64>) -> Vec<(&'static str, f64)> {
     ALL.iter()
-        .filter_map(|metric| match metric.read {
-            Read::Icl(read) => Some((metric.name, read(row))),
-            _ => None,
-        })
+        .filter_map(|metric| pick(metric.read).map(|read| (metric.name, read(item))))
         .collect()
 }
 
