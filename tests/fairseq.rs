@@ -139,6 +139,24 @@ fn a_spec_with_sidenet_weights_plans_evaluations_only() {
 }
 
 #[test]
+fn longmem_eval_writes_a_spec_with_sidenet_weights_into_its_new_out_dir() {
+    let dir = corpus_dir();
+    let text = format!("out_dir = \"out\"\n{}", spec_text("size = 16\nchunk = 4\nk = 16"));
+    std::fs::write(dir.path().join("spec.toml"), text).unwrap();
+    assert!(
+        !dir.path().join("out").exists(),
+        "nothing trained, so no run directory yet"
+    );
+    assert_cmd::Command::cargo_bin("longmem")
+        .unwrap()
+        .args(["-q", "eval", "spec.toml", "--documents", "1"])
+        .current_dir(dir.path())
+        .assert()
+        .success();
+    assert!(dir.path().join("out/eval.json").is_file());
+}
+
+#[test]
 fn the_converter_reproduces_the_committed_conversion() {
     let python = std::env::var("PYTHON").unwrap_or_else(|_| "python3".into());
     let has_torch = Command::new(&python)

@@ -174,6 +174,8 @@ pub fn evaluate_run(request: &EvalRequest) -> anyhow::Result<EvalOutcome> {
         _ => spec.clone(),
     };
     let mut model = build(if o.icl_only { &icl_spec } else { spec })?;
+    // A run with no training stage (frozen, given SideNet weights) has no directory yet.
+    std::fs::create_dir_all(out_dir).with_context(|| format!("creating {}", out_dir.display()))?;
     let overrides = o.memory.overrides_memory();
     let retrieval = o.memory.retrieval.unwrap_or_default();
     let name = |stem| {
