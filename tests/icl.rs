@@ -369,7 +369,7 @@ fn released_protocol_encodes_lines_and_drops_the_partial_memory_slice() {
     assert_eq!(summary.len(), 4);
     let line = |text: String| text.len() + 1; // bytes, then end of text (no begin id)
     for row in &rows {
-        let (memory, _) = task.draw(row.seed, 1, row.memory_shots).unwrap();
+        let memory = task.draw(row.seed, 1, row.memory_shots).unwrap();
         let total: usize = memory
             .iter()
             .map(|ex| line(task.template.demonstration(&ex.text, &ex.label)))
@@ -386,7 +386,10 @@ fn released_protocol_encodes_lines_and_drops_the_partial_memory_slice() {
     }
     // With memory empty, the paper's accuracy is the argmax after each prompt, scored alone.
     for row in rows.iter().filter(|r| r.memory_shots == 0) {
-        let (demos, tests) = task.draw(row.seed, 0, row.local_shots).unwrap();
+        let (demos, tests) = (
+            task.draw(row.seed, 0, row.local_shots).unwrap(),
+            task.test_queries().unwrap(),
+        );
         let mut context: Vec<u32> = Vec::new();
         for ex in &demos {
             context.extend(tok.encode(&task.template.demonstration(&ex.text, &ex.label)));
@@ -429,7 +432,7 @@ fn the_released_protocol_reads_label_first_lines_as_the_authors_script() {
         .replace("\"dev.tsv\"", "\"subj.csv\"");
     let spec = spec(dir.path(), &text).unwrap();
     let task = IclTask::from_spec(spec.icl.as_ref().unwrap(), &spec.data, 1).unwrap();
-    let (_, tests) = task.draw(1, 0, 0).unwrap();
+    let tests = task.test_queries().unwrap();
     let got: Vec<(&str, &str)> = tests.iter().map(|e| (e.text.as_str(), e.label.as_str())).collect();
     // Label first; subj's quotes stripped; 0 is subjective, as the script maps it.
     assert_eq!(

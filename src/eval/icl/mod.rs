@@ -204,12 +204,10 @@ impl IclTask {
     }
 
     /// `n` training examples drawn without replacement for seed `s` from stream `stream`
-    /// (independent streams give independent draws, which may overlap), and the test
-    /// queries: the released protocol's sampling. File tasks only.
-    pub fn draw(&self, s: u64, stream: u64, n: usize) -> anyhow::Result<(Vec<Example>, Vec<Example>)> {
-        let TaskData::Files { train, test } = &self.data else {
-            bail!("the released ICL protocol evaluates file tasks, not the built-in one");
-        };
+    /// (independent streams give independent draws, which may overlap): the released
+    /// protocol's sampling. File tasks only.
+    pub fn draw(&self, s: u64, stream: u64, n: usize) -> anyhow::Result<Vec<Example>> {
+        let (train, _) = self.files()?;
         if n > train.len() {
             bail!(
                 "task {} draws {n} demonstrations but its train_file has {}",
@@ -218,11 +216,27 @@ impl IclTask {
             );
         }
         let mut rng = ChaCha8Rng::seed_from_u64(mix(s, 0x1C1, 2 + stream));
-        let demos = rand::seq::index::sample(&mut rng, train.len(), n)
+        Ok(rand::seq::index::sample(&mut rng, train.len(), n)
             .into_iter()
-            .map(|i| train[i].clone());
-        let count = self.test_examples.unwrap_or(test.len()).min(test.len());
-        Ok((demos.collect(), test[..count].to_vec()))
+            .map(|i| train[i].clone())
+            .collect())
+    }
+
+    /// A file task's test queries: the first `icl.test_examples` (default all).
+    pub fn test_queries(&self) -> anyhow::Result<Vec<Example>> {
+        let (_, test) = self.files()?;
+        Ok(self.first_tests(test))
+    }
+
+    fn files(&self) -> anyhow::Result<(&[Example], &[Example])> {
+        match &self.data {
+            TaskData::Files { train, test } => Ok((train, test)),
+            TaskData::Builtin { .. } => bail!("the released ICL protocol evaluates file tasks, not the built-in one"),
+        }
+    }
+
+    fn first_tests(&self, test: &[Example]) -> Vec<Example> {
+        test[..self.test_examples.unwrap_or(test.len()).min(test.len())].to_vec()
     }
 
     /// Seed `s`'s `demos` demonstrations (drawn without replacement) and its test queries.
@@ -247,8 +261,7 @@ impl IclTask {
                 let mut order: Vec<usize> = (0..train.len()).collect();
                 order.shuffle(&mut ChaCha8Rng::seed_from_u64(mix(s, 0x1C1, 1)));
                 let demos = order[..demos].iter().map(|&i| train[i].clone()).collect();
-                let n = self.test_examples.unwrap_or(test.len()).min(test.len());
-                Ok((demos, test[..n].to_vec()))
+                Ok((demos, self.first_tests(test)))
             }
         }
     }

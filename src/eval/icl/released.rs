@@ -43,10 +43,11 @@ pub fn evaluate(
     device: Device,
 ) -> anyhow::Result<(Vec<IclRow>, Vec<IclSummary>)> {
     let memory_shots = memory_shots(learner, icl);
+    let tests = task.test_queries()?;
     let mut results = Vec::new();
     for s in 1..=icl.seeds {
         for &m in &memory_shots {
-            let (memory, _) = task.draw(s, MEMORY, m)?;
+            let memory = task.draw(s, MEMORY, m)?;
             let memory_tokens: Vec<u32> = memory
                 .iter()
                 .flat_map(|ex| line(tokenizer, &task.template.demonstration(&ex.text, &ex.label)))
@@ -54,7 +55,7 @@ pub fn evaluate(
             for &n in &icl.local_shots {
                 // The memory lines, in whole slices of the window (the partial one dropped).
                 let (written, kept) = write_memory(learner, &memory_tokens, window, true, rows, device);
-                let (demos, tests) = task.draw(s, PROMPT, n)?;
+                let demos = task.draw(s, PROMPT, n)?;
                 let context: Vec<u32> = demos
                     .iter()
                     .flat_map(|ex| line(tokenizer, &task.template.demonstration(&ex.text, &ex.label)))
