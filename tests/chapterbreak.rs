@@ -144,6 +144,26 @@ fn batched_suffix_scores_equal_scoring_each_candidate_alone() {
 }
 
 #[test]
+fn an_empty_candidate_or_context_is_an_error_not_a_panic() {
+    let _rng = common::rng_lock();
+    let dir = backbone_dir();
+    let spec = parse(dir.path(), &spec_text("pretrain", "")).unwrap();
+    let mut learner = spec.build_model(Device::Cpu).unwrap();
+    let mut ex = example(5, 40, VOCAB);
+    ex.candidates[2].clear();
+    let err = score(learner.as_mut(), &ex, WINDOW, ROWS, Device::Cpu)
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("candidates of 0 to 5 tokens"), "{err}");
+    let mut ex = example(5, 40, VOCAB);
+    ex.context.clear();
+    let err = score(learner.as_mut(), &ex, WINDOW, ROWS, Device::Cpu)
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("empty context"), "{err}");
+}
+
+#[test]
 fn memory_reads_the_far_context_and_a_plain_model_sees_only_the_local_part() {
     let _rng = common::rng_lock();
     let dir = backbone_dir();

@@ -116,18 +116,22 @@ pub fn score(
     rows: usize,
     device: Device,
 ) -> anyhow::Result<Vec<f64>> {
-    let longest = ex.candidates.iter().map(Vec::len).max().unwrap_or(0);
-    if longest == 0 || longest > window {
-        bail!("candidates of {longest} tokens: give 1 to {window} (the window) tokens per candidate");
+    let (shortest, longest) = ex
+        .candidates
+        .iter()
+        .map(Vec::len)
+        .fold((usize::MAX, 0), |(lo, hi), n| (lo.min(n), hi.max(n)));
+    if shortest == 0 || longest > window {
+        bail!("candidates of {shortest} to {longest} tokens: give 1 to {window} (the window) tokens per candidate");
+    }
+    // A context of no tokens still needs one to predict the first candidate token from.
+    if ex.context.is_empty() {
+        bail!("an example with an empty context: nothing to continue");
     }
     let local = local_tokens(window, longest).min(ex.context.len());
     let (far, near) = ex.context.split_at(ex.context.len() - local);
     write_memory(learner, far, window, false, rows, device);
-    // A context of no tokens still needs one to predict the first candidate token from.
-    let prompt: Vec<i64> = match near.is_empty() {
-        true => bail!("an example with an empty context: nothing to continue"),
-        false => near.iter().map(|&t| i64::from(t)).collect(),
-    };
+    let prompt: Vec<i64> = near.iter().map(|&t| i64::from(t)).collect();
     let sequences: Vec<Vec<i64>> = ex
         .candidates
         .iter()
