@@ -128,9 +128,8 @@ def convert(state, rules, keys, path):
 
 def backbone_of(state, path):
     prefix = prefix_of(state, "transformer.wte.weight", path)
-    keys = [k[len(prefix):] for k in state if k.startswith(prefix)]
     local = {k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix)}
-    return prefix, convert(local, BACKBONE_RULES, keys, path)
+    return prefix, convert(local, BACKBONE_RULES, list(local), path)
 
 
 def max_diff(a, b):
