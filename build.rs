@@ -1,6 +1,7 @@
 //! Embeds a run path to libtorch's lib dir in every binary of this package, so `longmem`
 //! (and `cargo install --path .`) runs without `LD_LIBRARY_PATH`, and records the versions
-//! that `longmem doctor` and every run's metadata report.
+//! that `longmem doctor` and every run's metadata report. Compiles the fused memory attention
+//! (`csrc/memory_attention.cpp`, a torch autograd function) against the same libtorch.
 use std::path::{Path, PathBuf};
 
 fn main() {
@@ -15,6 +16,7 @@ fn main() {
         let version = libtorch_version(Path::new(&libtorch)).unwrap_or_else(|| "unknown".into());
         println!("cargo:rustc-env=LONGMEM_LIBTORCH_VERSION={version}");
         println!("cargo:rustc-env=LONGMEM_LIBTORCH_DIR={libtorch}");
+        compile_kernels(Path::new(&libtorch));
     } else {
         println!("cargo:rustc-env=LONGMEM_LIBTORCH_VERSION=unknown");
         println!("cargo:rustc-env=LONGMEM_LIBTORCH_DIR=unknown");
@@ -24,6 +26,27 @@ fn main() {
         .and_then(|lock| locked_version(&lock, "tch"))
         .unwrap_or_else(|| "unknown".into());
     println!("cargo:rustc-env=LONGMEM_TCH_VERSION={tch}");
+}
+
+/// The C++ kernels, with torch-sys's ABI setting (C++20, which libtorch 2.13's headers are written for), always optimised.
+fn compile_kernels(libtorch: &Path) {
+    println!("cargo:rerun-if-changed=csrc/memory_attention.cpp");
+    println!("cargo:rerun-if-env-changed=LIBTORCH_CXX11_ABI");
+    let abi = std::env::var("LIBTORCH_CXX11_ABI").unwrap_or_else(|_| "1".into());
+    let include = libtorch.join("include");
+    cc::Build::new()
+        .cpp(true)
+        .pic(true)
+        .warnings(false)
+        .opt_level(3)
+        .include(&include)
+        .include(include.join("torch/csrc/api/include"))
+        .flag("-std=c++20")
+        .flag("-ffp-contract=fast")
+        .flag(format!("-D_GLIBCXX_USE_CXX11_ABI={abi}"))
+        .flag("-DGLOG_USE_GLOG_EXPORT")
+        .file("csrc/memory_attention.cpp")
+        .compile("longmem_csrc");
 }
 
 /// `TORCH_VERSION` from libtorch's `include/torch/version.h`, else its `build-version` file.

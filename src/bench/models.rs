@@ -236,6 +236,7 @@ fn time_train_step(learner: &mut dyn MethodModel, batch: &Batch, device: Device,
         let loss = nll / count.clamp_min(1.0);
         optimizer.zero_grad();
         loss.backward();
+        learner.after_backward();
         optimizer.step(1e-4);
     })
 }

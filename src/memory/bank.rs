@@ -111,6 +111,17 @@ fn check_top_k(k: i64, chunk: i64) -> Result<(), BankError> {
     Ok(())
 }
 
+/// Which chunks each query token and head retrieved, as rows of the bank's token stores.
+#[derive(Debug)]
+pub struct RetrievedSlots {
+    /// `[B, H, T, K/c]` int64: rows of [`MemoryBank::token_stores`].
+    pub rows: Tensor,
+    /// `[B, H, T, K/c]`: true where the chunk is a real cached chunk.
+    pub chunk_mask: Tensor,
+    /// `[B, H, T, K/c]`: as [`Retrieved::chunk_index`].
+    pub chunk_index: Tensor,
+}
+
 /// K retrieved (key, value) pairs per query token and head.
 #[derive(Debug)]
 pub struct Retrieved {
@@ -154,6 +165,9 @@ pub struct MemoryBank {
     /// Bytes of scores one step of the dense search may hold (it scores queries in tiles
     /// under this; see `search.rs`).
     search_budget: i64,
+    /// A segment's keys and values whose write waits for the backward pass
+    /// ([`MemoryBank::write_after_backward`]).
+    deferred: Option<(Tensor, Tensor)>,
 }
 
 /// The dense search's default score budget: 2 GiB, so that the paper's training shape
@@ -193,6 +207,7 @@ impl MemoryBank {
             written_chunks: vec![0; streams as usize],
             policy: Policy::Exact,
             search_budget: DEFAULT_SEARCH_BUDGET,
+            deferred: None,
             config,
         };
         Ok(bank)
@@ -240,6 +255,7 @@ impl MemoryBank {
 
     /// Empties one stream's bank (a document boundary). With a shared bank, `s` must be 0.
     pub fn reset_stream(&mut self, s: usize) {
+        self.flush();
         self.next[s] = 0;
         self.filled[s] = 0;
         self.pending[s] = 0;
@@ -252,6 +268,7 @@ impl MemoryBank {
     /// back into memory). Per-stream banks take row b into stream b; a shared bank takes
     /// the rows one after another.
     pub fn write(&mut self, keys: &Tensor, values: &Tensor) {
+        self.flush();
         let _guard = tch::no_grad_guard();
         let (b, h, t, d) = keys.size4().expect("keys must be [B, H, T, d]");
         assert_eq!(b, self.config.batch, "bank was built for {} rows", self.config.batch);
@@ -379,10 +396,33 @@ impl MemoryBank {
     /// Under grouped-query attention H is a multiple G of the bank's heads: query head h
     /// reads key/value head `h / G` (HF's `repeat_kv` grouping).
     pub fn retrieve(&self, queries: &Tensor, k_tokens: i64) -> Result<Retrieved, BankError> {
+        let slots = self.retrieve_slots(queries, k_tokens)?;
+        let _guard = tch::no_grad_guard();
+        let (b, h, t, kc) = slots.rows.size4().expect("rows are [B, H, T, kc]");
+        let (c, d) = (self.config.chunk, self.config.head_dim);
+        let rows = slots.rows.view([-1]);
+        let (keys, values) = self.token_stores();
+        let gather = |store: &Tensor| store.index_select(0, &rows).view([b, h, t, kc * c, d]);
+        let mask = slots
+            .chunk_mask
+            .unsqueeze(-1)
+            .expand([b, h, t, kc, c], false)
+            .reshape([b, h, t, kc * c]);
+        Ok(Retrieved {
+            keys: gather(&keys),
+            values: gather(&values),
+            mask,
+            chunk_index: slots.chunk_index,
+        })
+    }
+
+    /// [`MemoryBank::retrieve`] without the gather: which chunk of the token stores
+    /// ([`MemoryBank::token_stores`]) each query reads, for attention that reads them in place.
+    pub fn retrieve_slots(&self, queries: &Tensor, k_tokens: i64) -> Result<RetrievedSlots, BankError> {
         let c = self.config.chunk;
         check_top_k(k_tokens, c)?;
         let _guard = tch::no_grad_guard();
-        let (b, h, t, d) = queries.size4().expect("queries must be [B, H, T, d]");
+        let (b, h, _, _) = queries.size4().expect("queries must be [B, H, T, d]");
         let kv_heads = self.config.n_head;
         assert!(
             h % kv_heads == 0,
@@ -394,37 +434,51 @@ impl MemoryBank {
         let n = self.n_chunks;
         let streams: Vec<i64> = (0..b as usize).map(|row| self.stream_of_row(row) as i64).collect();
         let stream_of_row = Tensor::from_slice(&streams).to_device(self.config.device);
-        // Rows of the flattened stores `[S·H·N, …]`: (stream·H + head)·N + slot.
+        // Rows of the token stores `[S·H·N, c, d]`: (stream·H + head)·N + slot.
         let heads = Tensor::arange(h, (Kind::Int64, self.config.device)).floor_divide_scalar(h / kv_heads);
         let base = (stream_of_row.view([b, 1, 1, 1]) * kv_heads + heads.view([1, h, 1, 1])) * n;
-        let rows = (base + &slots).view([-1]);
-        let gather = |store: &Tensor| {
-            store
-                .view([-1, c * d])
-                .index_select(0, &rows)
-                .view([b, h, t, kc * c, d])
-        };
-        let mask = chunk_mask
-            .unsqueeze(-1)
-            .expand([b, h, t, kc, c], false)
-            .reshape([b, h, t, kc * c]);
         let stream_slots = (stream_of_row.view([b, 1, 1, 1]) * n + &slots).view([-1]);
         let chunk_index = self
             .chunk_index
             .view([-1])
             .index_select(0, &stream_slots)
-            .view([b, h, t, kc])
+            .view(slots.size().as_slice())
             .masked_fill(&chunk_mask.logical_not(), -1);
-        Ok(Retrieved {
-            keys: gather(&self.keys),
-            values: gather(&self.values),
-            mask,
+        Ok(RetrievedSlots {
+            rows: base + &slots,
+            chunk_mask,
             chunk_index,
         })
     }
 
+    /// The token keys and values, `[S·H·N, c, d]` each (one row per stream, head and chunk
+    /// slot; views of the bank, not copies).
+    pub fn token_stores(&self) -> (Tensor, Tensor) {
+        let (c, d) = (self.config.chunk, self.config.head_dim);
+        (self.keys.view([-1, c, d]), self.values.view([-1, c, d]))
+    }
+
+    /// Holds a segment's write back until [`MemoryBank::flush`] (or the next write or reset):
+    /// attention that read the bank in place recomputes from it in the backward pass, so a
+    /// training step writes only after its backward.
+    pub fn write_after_backward(&mut self, keys: &Tensor, values: &Tensor) {
+        self.flush();
+        self.deferred = Some((keys.detach(), values.detach()));
+    }
+
+    /// Applies a write held back by [`MemoryBank::write_after_backward`], if any.
+    pub fn flush(&mut self) {
+        if let Some((keys, values)) = self.deferred.take() {
+            self.write(&keys, &values);
+        }
+    }
+
     /// The bank's whole state as named tensors (for checkpoints); counters included.
     pub fn state(&self) -> Vec<(String, Tensor)> {
+        assert!(
+            self.deferred.is_none(),
+            "the bank's state was read with a write held back: flush it first"
+        );
         let counters: Vec<i64> = [&self.next, &self.filled, &self.pending, &self.written_chunks]
             .into_iter()
             .flatten()
@@ -451,6 +505,7 @@ impl MemoryBank {
                 .map(|(_, t)| t)
                 .ok_or_else(|| format!("memory state lacks `{name}`"))
         };
+        self.deferred = None;
         let _guard = tch::no_grad_guard();
         for (name, target) in [
             ("keys", &self.keys),

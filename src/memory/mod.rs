@@ -6,5 +6,7 @@ mod bank;
 pub(crate) use bank::random_bank;
 mod spec;
 
-pub use bank::{BankConfig, BankError, BankSharing, Eviction, MemoryBank, Policy, Retrieval, Retrieved};
+pub use bank::{
+    BankConfig, BankError, BankSharing, Eviction, MemoryBank, Policy, Retrieval, Retrieved, RetrievedSlots,
+};
 pub use spec::{MemorySpec, StorageDtype};

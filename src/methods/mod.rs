@@ -213,6 +213,13 @@ pub trait MethodModel {
         None
     }
 
+    /// Lands the memory write a training forward held back for its backward pass.
+    fn after_backward(&mut self) {
+        if let Some(bank) = self.bank_mut() {
+            bank.flush();
+        }
+    }
+
     /// Next-token logits `[B, T, V]` for `inputs` in evaluation mode, reading memory but
     /// writing nothing to it (for scoring prompts against a fixed memory).
     fn logits_read_only(&self, inputs: &Tensor) -> Tensor;
@@ -280,7 +287,10 @@ struct MemoryRead {
 }
 
 /// The memory methods' step, in one place: reset the rows that start a document, read
-/// (`forward`), then write the segment, so a segment never retrieves itself.
+/// (`forward`), then write the segment, so a segment never retrieves itself. When gradients
+/// flow, the write waits for the backward pass (the fused memory attention recomputes from
+/// the bank there): it lands at the next step, or when [`MethodModel::after_backward`]
+/// flushes it.
 fn memory_step(
     bank: &mut MemoryBank,
     batch: &Batch,
@@ -288,9 +298,14 @@ fn memory_step(
     clock: &StageClock,
     forward: impl FnOnce(&MemoryBank) -> MemoryRead,
 ) -> StepOutput {
+    clock.time(Stage::MemoryWrite, || bank.flush());
     reset_rows(bank, &batch.reset, reset_at_document);
     let read = forward(bank);
-    clock.time(Stage::MemoryWrite, || bank.write(&read.keys, &read.values));
+    if read.logits.requires_grad() {
+        bank.write_after_backward(&read.keys, &read.values);
+    } else {
+        clock.time(Stage::MemoryWrite, || bank.write(&read.keys, &read.values));
+    }
     StepOutput {
         logits: read.logits,
         retrieved_chunks: Some(read.retrieved_chunks),

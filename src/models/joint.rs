@@ -13,9 +13,15 @@
 //!
 //! Dropout applies to the local attention probabilities only, as in the LongMem reference
 //! code.
+//!
+//! Memory is read by the fused kernel ([`super::fused`]) unless the unfused reference is asked
+//! for ([`JointAttention::with_path`]): the unfused path gathers the K retrieved keys and
+//! values into `[B, H, T, K, d]` tensors and attends over them with tensor ops. Concat mode
+//! fused mixes two softmaxes by their log-sum-exps, which is the joint softmax rewritten.
 
 use super::attention::{Attention, Qkv};
 use super::block::{AttentionOutput, LayerAttention};
+use super::fused::{memory_attention, FusedPath};
 use crate::memory::{MemoryBank, Retrieved};
 use crate::profile::{Stage, StageClock};
 use serde::{Deserialize, Serialize};
@@ -44,6 +50,8 @@ pub struct JointAttention<'a> {
     log_temperature: Option<&'a Tensor>,
     /// Charges retrieval and joint attention time, when profiling.
     clock: Option<&'a StageClock>,
+    /// The fused kernel's path, or `None` for the unfused reference.
+    path: Option<FusedPath>,
 }
 
 impl<'a> JointAttention<'a> {
@@ -55,7 +63,13 @@ impl<'a> JointAttention<'a> {
             mode,
             log_temperature: None,
             clock: None,
+            path: Some(FusedPath::Auto),
         }
+    }
+
+    /// Reading memory with the fused kernel on `path`, or (`None`) the unfused reference.
+    pub fn with_path(self, path: Option<FusedPath>) -> Self {
+        Self { path, ..self }
     }
 
     /// With MemTRM's L2-normalised queries and keys scaled by `exp(log_temperature)` `[H]`
@@ -91,7 +105,7 @@ impl LayerAttention for JointAttention<'_> {
 
 impl JointAttention<'_> {
     fn joint(&self, attn: &Attention, qkv: &Qkv, train: bool) -> AttentionOutput {
-        let (_b, h, t, d) = qkv.q.size4().expect("q must be [B, H, T, d]");
+        let (_, h, _, d) = qkv.q.size4().expect("q must be [B, H, T, d]");
         let (qkv, scale) = match self.log_temperature {
             None => (qkv.shallow_clone(), 1.0 / (d as f64).sqrt()),
             Some(log_t) => {
@@ -107,12 +121,65 @@ impl JointAttention<'_> {
                 )
             }
         };
-        let retrieve = || self.bank.retrieve(&qkv.q, self.bank.config().top_k);
-        let retrieved = match self.clock {
-            Some(clock) => clock.time(Stage::Retrieval, retrieve),
-            None => retrieve(),
+        match self.path {
+            Some(path) => self.fused(attn, &qkv, scale, path, train),
+            None => self.unfused(attn, &qkv, scale, train),
         }
-        .expect("top_k is validated against the chunk size when the bank is built");
+    }
+
+    /// Times `f` as retrieval, when profiling.
+    fn timed_retrieval<T>(&self, f: impl FnOnce() -> T) -> T {
+        match self.clock {
+            Some(clock) => clock.time(Stage::Retrieval, f),
+            None => f(),
+        }
+    }
+
+    /// Memory read in place by the fused kernel.
+    fn fused(&self, attn: &Attention, qkv: &Qkv, scale: f64, path: FusedPath, train: bool) -> AttentionOutput {
+        let (_b, h, t, _d) = qkv.q.size4().expect("q must be [B, H, T, d]");
+        let slots = self
+            .timed_retrieval(|| self.bank.retrieve_slots(&qkv.q, self.bank.config().top_k))
+            .expect("top_k is validated against the chunk size when the bank is built");
+        let kind = qkv.q.kind();
+        let (memory, mem_lse) = memory_attention(&qkv.q, self.bank, &slots, scale, path);
+        let memory = memory.to_kind(kind);
+        let context = match self.mode {
+            JointMode::Gated => {
+                let local = attn.local_scaled(qkv, Some(scale), train);
+                let any_valid = slots.chunk_mask.any_dim(-1, true).to_kind(kind); // [B, H, T, 1]
+                let g = (self.gate.sigmoid().view([1, h, 1, 1]) * any_valid).to_kind(kind);
+                &local * (1.0 - &g) + memory * g
+            }
+            JointMode::Concat => {
+                let local = attn.local_inputs(qkv);
+                let local_scores = self.local_scores(attn, &local, scale, t);
+                let local_lse = local_scores.logsumexp([-1], true);
+                let probs = local_scores.softmax(-1, Kind::Float).to_kind(kind);
+                let local_out = probs.dropout(attn.dropout(), train).matmul(&local.v);
+                // The joint softmax's mass on memory: σ(lse_memory − lse_local), 0 with none.
+                let to_memory = (mem_lse.unsqueeze(-1) - local_lse).sigmoid().to_kind(kind);
+                &local_out * (1.0 - &to_memory) + memory * to_memory
+            }
+        };
+        AttentionOutput {
+            context,
+            retrieved_chunks: Some(slots.chunk_index),
+        }
+    }
+
+    /// Local scores `[B, H, T, T]` in f32 with the position bias (concat mode).
+    fn local_scores(&self, attn: &Attention, local: &Qkv, scale: f64, t: i64) -> Tensor {
+        (local.q.matmul(&local.k.transpose(-1, -2)) * scale).to_kind(Kind::Float)
+            + attn.position_bias(t, local.q.device()).unsqueeze(0)
+    }
+
+    /// The reference: the K retrieved pairs gathered, then attended over by tensor ops.
+    fn unfused(&self, attn: &Attention, qkv: &Qkv, scale: f64, train: bool) -> AttentionOutput {
+        let (_b, h, t, _d) = qkv.q.size4().expect("q must be [B, H, T, d]");
+        let retrieved = self
+            .timed_retrieval(|| self.bank.retrieve(&qkv.q, self.bank.config().top_k))
+            .expect("top_k is validated against the chunk size when the bank is built");
         let Retrieved {
             keys,
             values,
@@ -130,16 +197,15 @@ impl JointAttention<'_> {
         let weighted = |probs: &Tensor| probs.unsqueeze(3).matmul(&values).squeeze_dim(3);
         let context = match self.mode {
             JointMode::Gated => {
-                let local = attn.local_scaled(&qkv, Some(scale), train);
+                let local = attn.local_scaled(qkv, Some(scale), train);
                 let memory = weighted(&mem_scores.softmax(-1, Kind::Float).to_kind(kind));
                 let any_valid = mask.any_dim(-1, true).to_kind(kind); // [B, H, T, 1]
                 let g = (self.gate.sigmoid().view([1, h, 1, 1]) * any_valid).to_kind(kind);
                 &local * (1.0 - &g) + memory * g
             }
             JointMode::Concat => {
-                let local = attn.local_inputs(&qkv);
-                let local_scores = (local.q.matmul(&local.k.transpose(-1, -2)) * scale).to_kind(Kind::Float)
-                    + attn.position_bias(t, qkv.q.device()).unsqueeze(0);
+                let local = attn.local_inputs(qkv);
+                let local_scores = self.local_scores(attn, &local, scale, t);
                 let probs = Tensor::cat(&[local_scores, mem_scores], -1)
                     .softmax(-1, Kind::Float)
                     .to_kind(kind);

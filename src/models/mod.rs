@@ -13,6 +13,7 @@ pub mod backbone;
 pub mod block;
 pub mod config;
 pub mod family;
+pub mod fused;
 pub mod gpt2;
 pub mod hf;
 pub mod joint;

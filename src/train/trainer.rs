@@ -197,6 +197,7 @@ fn optimise<S: DocumentSource>(
     }
     optimizer.zero_grad();
     precision::scaled(&loss, config.precision, scaler).backward();
+    learner.after_backward();
     let overflow = config.precision == Precision::F16 && !scaler.unscale(optimizer.params());
     let grad_norm = match config.grad_clip {
         Some(max) if !overflow => optimizer.clip_grad_norm(max),
