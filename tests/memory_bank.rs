@@ -426,3 +426,89 @@ fn tiled_dense_search_equals_one_untiled_pass() {
         }
     }
 }
+
+/// A full per-stream f32 bank of 8,192 tokens in chunks of 4 (2,048 chunks) with `keys` as
+/// token keys, and 512 queries per head: large enough for the blocked search.
+fn blocked_bank(keys: &Tensor) -> MemoryBank {
+    let mut bank = MemoryBank::new(BankConfig {
+        top_k: 32,
+        ..config(1, 8192, 4)
+    })
+    .unwrap();
+    bank.write(keys, keys);
+    assert!(bank.searches_blocked(1, 512), "the shape takes the blocked search");
+    bank
+}
+
+/// Slots of every query row as sorted sets.
+fn slot_sets(slots: &Tensor) -> Vec<Vec<i64>> {
+    let kc = slots.size()[3];
+    let flat = Vec::<i64>::try_from(slots.reshape([-1])).unwrap();
+    flat.chunks(kc as usize)
+        .map(|row| {
+            let mut row = row.to_vec();
+            row.sort();
+            row
+        })
+        .collect()
+}
+
+/// The bf16 search (where the CPU has AVX-512 BF16) gives the f32 search's ids: on random
+/// keys, with tied chunks, and on near-identical keys bf16 cannot tell apart, where its
+/// certificate must send rows back to f32.
+#[test]
+fn bf16_search_returns_the_f32_ids() {
+    let mut bank = blocked_bank(&Tensor::zeros([1, H, 8192, D], (Kind::Float, Device::Cpu)));
+    bank.allow_bf16_search(true);
+    if bank.search_precision() != longmem_bench::memory::SearchPrecision::Bf16 {
+        common::skip("avx512bf16", "this CPU lacks AVX-512 BF16: the search stays in f32");
+        return;
+    }
+    let _lock = common::rng_lock();
+    tch::manual_seed(3);
+    let random = Tensor::randn([1, H, 8192, D], (Kind::Float, Device::Cpu));
+    // Chunks 0..64 repeated at 64..128: every tie is between two slots.
+    let tied = random.copy();
+    tied.narrow(2, 256, 256).copy_(&random.narrow(2, 0, 256));
+    // One direction plus noise at 1e-4: bf16 (8 significant bits) cannot rank these.
+    let near = Tensor::ones([1, H, 8192, D], (Kind::Float, Device::Cpu)) + random.copy() * 1e-4;
+    let queries = Tensor::randn([1, H, 512, D], (Kind::Float, Device::Cpu));
+    for (keys, label, must_rescan) in [
+        (&random, "random", false),
+        (&tied, "tied", false),
+        (&near, "near-identical", true),
+    ] {
+        let mut bank = blocked_bank(keys);
+        bank.allow_bf16_search(false);
+        let (f32_slots, f32_scores) = bank.search(&queries, 8);
+        bank.allow_bf16_search(true);
+        let (slots, scores) = bank.search(&queries, 8);
+        let (rows, rescanned) = bank.bf16_search_stats();
+        assert_eq!(
+            rows,
+            (H * 512) as u64,
+            "{label}: every query row went through the bf16 search"
+        );
+        let (want, got) = (slot_sets(&f32_slots), slot_sets(&slots));
+        let same = want.iter().zip(&got).filter(|(a, b)| a == b).count();
+        assert_eq!(
+            same,
+            want.len(),
+            "{label}: {} of {} rows differ",
+            want.len() - same,
+            want.len()
+        );
+        assert!(
+            (scores - f32_scores).abs().max().double_value(&[]) < 1e-4,
+            "{label}: scores"
+        );
+        if must_rescan {
+            assert!(
+                rescanned > 0,
+                "{label}: bf16 cannot certify these rows, yet none was rescanned"
+            );
+        } else {
+            assert!(rescanned < rows / 10, "{label}: {rescanned} of {rows} rows rescanned");
+        }
+    }
+}

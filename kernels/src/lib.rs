@@ -5,6 +5,30 @@
 //! blocks of a score matrix stream past: exact retrieval never holds the full
 //! `queries × keys` score matrix, only one block at a time.
 
+/// A score as a block holds it: f32, or bf16 (the top 16 bits of an f32).
+pub trait Score: Copy {
+    fn value(self) -> f32;
+}
+
+impl Score for f32 {
+    #[inline(always)]
+    fn value(self) -> f32 {
+        self
+    }
+}
+
+/// A bf16 score, as torch stores one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(transparent)]
+pub struct Bf16(pub u16);
+
+impl Score for Bf16 {
+    #[inline(always)]
+    fn value(self) -> f32 {
+        f32::from_bits((self.0 as u32) << 16)
+    }
+}
+
 /// Scores are scanned in lanes of this many; a lane is looked at element by element only
 /// when one of its scores beats the row's current k-th best.
 const LANE: usize = 32;
@@ -52,7 +76,7 @@ impl RunningTopK {
     /// block's). NaN scores are never taken. Blocks must arrive in increasing id order for
     /// ties to go to the smaller id. Runs on the calling thread: callers parallelise over
     /// independent row ranges or heads.
-    pub fn update(&mut self, block: &[f32], cols: usize, first_row: usize, first_id: usize, eligible: &[bool]) {
+    pub fn update<S: Score>(&mut self, block: &[S], cols: usize, first_row: usize, first_id: usize, eligible: &[bool]) {
         assert!(
             cols > 0 && block.len().is_multiple_of(cols),
             "block is not [rows × {cols}]"
@@ -73,7 +97,7 @@ impl RunningTopK {
 
 /// Folds one row of scores into its sorted top-k, with the widest vector instructions the
 /// CPU has (the crate is built for the baseline target, so they are chosen at run time).
-fn scan_row(row: &[f32], first_id: usize, eligible: &[bool], best: &mut [f32], ids: &mut [i64]) {
+fn scan_row<S: Score>(row: &[S], first_id: usize, eligible: &[bool], best: &mut [f32], ids: &mut [i64]) {
     #[cfg(target_arch = "x86_64")]
     {
         if std::is_x86_feature_detected!("avx512f") {
@@ -90,30 +114,31 @@ fn scan_row(row: &[f32], first_id: usize, eligible: &[bool], best: &mut [f32], i
 
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f")]
-unsafe fn scan_row_avx512(row: &[f32], first_id: usize, eligible: &[bool], best: &mut [f32], ids: &mut [i64]) {
+unsafe fn scan_row_avx512<S: Score>(row: &[S], first_id: usize, eligible: &[bool], best: &mut [f32], ids: &mut [i64]) {
     scan_row_portable(row, first_id, eligible, best, ids)
 }
 
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2")]
-unsafe fn scan_row_avx2(row: &[f32], first_id: usize, eligible: &[bool], best: &mut [f32], ids: &mut [i64]) {
+unsafe fn scan_row_avx2<S: Score>(row: &[S], first_id: usize, eligible: &[bool], best: &mut [f32], ids: &mut [i64]) {
     scan_row_portable(row, first_id, eligible, best, ids)
 }
 
 #[inline(always)]
-fn scan_row_portable(row: &[f32], first_id: usize, eligible: &[bool], best: &mut [f32], ids: &mut [i64]) {
+fn scan_row_portable<S: Score>(row: &[S], first_id: usize, eligible: &[bool], best: &mut [f32], ids: &mut [i64]) {
     let k = best.len();
     let mut threshold = best[k - 1];
     for (lane_index, lane) in row.chunks(LANE).enumerate() {
         // Branch-free OR over the lane: vectorises, unlike an early-exit `any`.
         let mut beats = false;
         for &s in lane {
-            beats |= s > threshold;
+            beats |= s.value() > threshold;
         }
         if !beats {
             continue;
         }
         for (j, &s) in lane.iter().enumerate() {
+            let s = s.value();
             let col = lane_index * LANE + j;
             if s > threshold && eligible[col] {
                 insert(best, ids, s, (first_id + col) as i64);
@@ -121,6 +146,71 @@ fn scan_row_portable(row: &[f32], first_id: usize, eligible: &[bool], best: &mut
             }
         }
     }
+}
+
+/// The exact top-k of `candidates` (ids into `keys`, `[N × d]` row-major f32; −1 entries are
+/// skipped) by inner product with `query` (`d`): written to `best`/`ids` (k = their length),
+/// sorted by score descending, ties to the smaller id, unfilled places `(-inf, -1)`.
+pub fn rescore(query: &[f32], keys: &[f32], candidates: &[i64], best: &mut [f32], ids: &mut [i64]) {
+    #[cfg(target_arch = "x86_64")]
+    {
+        if std::is_x86_feature_detected!("avx512f") {
+            // SAFETY: the CPU has AVX-512F, checked just above.
+            return unsafe { rescore_avx512(query, keys, candidates, best, ids) };
+        }
+        if std::is_x86_feature_detected!("avx2") && std::is_x86_feature_detected!("fma") {
+            // SAFETY: the CPU has AVX2 and FMA, checked just above.
+            return unsafe { rescore_avx2(query, keys, candidates, best, ids) };
+        }
+    }
+    rescore_portable(query, keys, candidates, best, ids)
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+unsafe fn rescore_avx512(query: &[f32], keys: &[f32], candidates: &[i64], best: &mut [f32], ids: &mut [i64]) {
+    rescore_portable(query, keys, candidates, best, ids)
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+unsafe fn rescore_avx2(query: &[f32], keys: &[f32], candidates: &[i64], best: &mut [f32], ids: &mut [i64]) {
+    rescore_portable(query, keys, candidates, best, ids)
+}
+
+#[inline(always)]
+fn rescore_portable(query: &[f32], keys: &[f32], candidates: &[i64], best: &mut [f32], ids: &mut [i64]) {
+    let d = query.len();
+    best.fill(f32::NEG_INFINITY);
+    ids.fill(-1);
+    let mut sorted: Vec<i64> = candidates.iter().copied().filter(|&id| id >= 0).collect();
+    sorted.sort_unstable();
+    let k = best.len();
+    for id in sorted {
+        let s = dot(query, &keys[id as usize * d..(id as usize + 1) * d]);
+        if s > best[k - 1] {
+            insert(best, ids, s, id);
+        }
+    }
+}
+
+/// In 16 independent lanes, so that it vectorises without reassociating one long sum.
+#[inline(always)]
+pub fn dot(a: &[f32], b: &[f32]) -> f32 {
+    let mut lanes = [0f32; 16];
+    let (chunks_a, chunks_b) = (a.chunks_exact(16), b.chunks_exact(16));
+    let tail: f32 = chunks_a
+        .remainder()
+        .iter()
+        .zip(chunks_b.remainder())
+        .map(|(x, y)| x * y)
+        .sum();
+    for (x, y) in chunks_a.zip(chunks_b) {
+        for l in 0..16 {
+            lanes[l] += x[l] * y[l];
+        }
+    }
+    lanes.iter().sum::<f32>() + tail
 }
 
 /// Inserts `(s, id)` into the sorted `best`, after every entry with a score ≥ s (so an
@@ -198,6 +288,51 @@ mod tests {
                 let ids: Vec<i64> = row.iter().map(|x| x.1).collect();
                 assert_eq!(&top.ids()[r * k..(r + 1) * k], ids, "block {block_cols}, row {r}");
             }
+        }
+    }
+
+    #[test]
+    fn rescoring_candidates_equals_a_full_sort_of_them() {
+        let (n, d, k) = (50, 20, 6);
+        let keys = scores(n * d, 4);
+        let query = scores(d, 5);
+        let mut candidates: Vec<i64> = vec![17, 3, -1, 40, 8, 3 + 0, 22, 49, 0, 31];
+        candidates.dedup();
+        let mut best = vec![0.0; k];
+        let mut ids = vec![0; k];
+        rescore(&query, &keys, &candidates, &mut best, &mut ids);
+        let mut want: Vec<(f32, i64)> = candidates
+            .iter()
+            .filter(|&&id| id >= 0)
+            .map(|&id| (dot(&query, &keys[id as usize * d..][..d]), id))
+            .collect();
+        want.sort_by(|a, b| b.0.total_cmp(&a.0).then(a.1.cmp(&b.1)));
+        assert_eq!(ids, want.iter().take(k).map(|x| x.1).collect::<Vec<_>>());
+        let naive: f32 = query.iter().zip(&keys[17 * d..18 * d]).map(|(a, b)| a * b).sum();
+        assert!((dot(&query, &keys[17 * d..18 * d]) - naive).abs() < 1e-5);
+        // Fewer candidates than k: the rest stays unfilled.
+        rescore(&query, &keys, &[5, -1], &mut best, &mut ids);
+        assert_eq!((ids[0], ids[1], best[1]), (5, -1, f32::NEG_INFINITY));
+    }
+
+    #[test]
+    fn bf16_blocks_rank_as_their_f32_values() {
+        let (rows, cols, k) = (5, 300, 7);
+        // Scores exactly representable in bf16, with ties.
+        let all: Vec<f32> = scores(rows * cols, 9)
+            .iter()
+            .map(|x| f32::from_bits(x.to_bits() & 0xFFFF_0000))
+            .collect();
+        let bf16: Vec<Bf16> = all.iter().map(|x| Bf16((x.to_bits() >> 16) as u16)).collect();
+        let eligible: Vec<bool> = (0..cols).map(|i| i % 5 != 1).collect();
+        let mut top = RunningTopK::new(rows, k);
+        top.update(&bf16, cols, 0, 0, &eligible);
+        let want = reference(&all, cols, k, &eligible);
+        for (r, row) in want.iter().enumerate() {
+            let ids: Vec<i64> = row.iter().map(|x| x.1).collect();
+            assert_eq!(&top.ids()[r * k..(r + 1) * k], ids, "row {r}");
+            let scores: Vec<f32> = row.iter().map(|x| x.0).collect();
+            assert_eq!(&top.scores()[r * k..(r + 1) * k], scores, "row {r}");
         }
     }
 

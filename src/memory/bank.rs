@@ -11,6 +11,7 @@
 use serde::{Deserialize, Serialize};
 use tch::{Device, Kind, Tensor};
 
+mod lowp;
 mod policy;
 mod search;
 
@@ -168,6 +169,18 @@ pub struct MemoryBank {
     /// A segment's keys and values whose write waits for the backward pass
     /// ([`MemoryBank::write_after_backward`]).
     deferred: Option<(Tensor, Tensor)>,
+    /// Whether the blocked search may score in bf16 ([`MemoryBank::search_precision`]).
+    allow_bf16_search: bool,
+    lowp: lowp::LowpStats,
+}
+
+/// What the blocked CPU search scores in; both give the exact ids.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SearchPrecision {
+    /// bf16 candidates re-scored in f32, certified exact per row (AVX-512 BF16 CPUs).
+    Bf16,
+    F32,
 }
 
 /// The dense search's default score budget: 2 GiB, so that the paper's training shape
@@ -208,6 +221,8 @@ impl MemoryBank {
             policy: Policy::Exact,
             search_budget: DEFAULT_SEARCH_BUDGET,
             deferred: None,
+            allow_bf16_search: true,
+            lowp: lowp::LowpStats::default(),
             config,
         };
         Ok(bank)

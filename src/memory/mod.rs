@@ -8,5 +8,6 @@ mod spec;
 
 pub use bank::{
     BankConfig, BankError, BankSharing, Eviction, MemoryBank, Policy, Retrieval, Retrieved, RetrievedSlots,
+    SearchPrecision,
 };
 pub use spec::{MemorySpec, StorageDtype};

@@ -1,14 +1,14 @@
 //! The bank's exact top-k search over chunk keys: dense scoring with torch's `topk` (the
 //! reference), and a blocked search with a running top-k for large f32 searches on the CPU.
 
-use super::{BankSharing, MemoryBank};
+use super::{BankSharing, MemoryBank, SearchPrecision};
 use rayon::prelude::*;
 use std::sync::LazyLock;
 use tch::{Device, Kind, Tensor};
 
 /// The blocked search's threads, one per torch intra-op thread, apart from rayon's global
 /// pool so that their torch settings (one thread each) stay theirs.
-fn search_pool() -> &'static rayon::ThreadPool {
+pub(super) fn search_pool() -> &'static rayon::ThreadPool {
     static POOL: LazyLock<rayon::ThreadPool> = LazyLock::new(|| {
         rayon::ThreadPoolBuilder::new()
             .num_threads(tch::get_num_threads().max(1) as usize)
@@ -42,7 +42,10 @@ impl MemoryBank {
             return (slots.view([b, h, t, kc]), top.view([b, h, t, kc]));
         }
         if self.searches_blocked(b, t) {
-            self.search_blocked(queries, kc)
+            match self.search_precision() {
+                SearchPrecision::Bf16 => self.search_bf16(queries, kc),
+                SearchPrecision::F32 => self.search_blocked(queries, kc),
+            }
         } else {
             self.search_dense(queries, kc)
         }
@@ -106,12 +109,9 @@ impl MemoryBank {
     /// that core's cache. (Letting torch's OpenMP threads do the matmul and rayon's the scan
     /// made the two pools contend for the cores: 1.8× slower at the paper's shape.)
     pub fn search_blocked(&self, queries: &Tensor, kc: i64) -> (Tensor, Tensor) {
-        /// Query rows and chunk slots per score block: 256 × 1024 f32 is 1 MiB, which stays
-        /// in a core's L2 between the matmul that writes it and the scan that reads it.
+        /// Query rows per task.
         const QUERY_BLOCK: i64 = 256;
-        const SLOT_BLOCK: i64 = 1024;
         let (b, h, t, _) = queries.size4().expect("queries must be [B, H, T, d]");
-        let n = self.n_chunks;
         let q = queries.detach().to_kind(Kind::Float).contiguous();
         let valid: Vec<Vec<bool>> = (0..self.streams())
             .map(|s| Vec::<bool>::try_from(self.valid.get(s)).expect("valid is a bool vector"))
@@ -150,22 +150,7 @@ impl MemoryBank {
                     // per thread); gradients never flow through the search.
                     tch::set_num_threads(1);
                     let _guard = tch::no_grad_guard();
-                    let tq = task.queries.size()[0];
-                    let buffer = Tensor::empty([tq * SLOT_BLOCK.min(n)], (Kind::Float, Device::Cpu));
-                    let mut top = longmem_kernels::RunningTopK::new(tq as usize, kc as usize);
-                    for n0 in (0..n).step_by(SLOT_BLOCK as usize) {
-                        let nk = SLOT_BLOCK.min(n - n0);
-                        if !task.eligible[n0 as usize..(n0 + nk) as usize].contains(&true) {
-                            continue;
-                        }
-                        let out = buffer.narrow(0, 0, tq * nk).view([tq, nk]);
-                        let _ = task.queries.mm_out(&out, &task.keys.narrow(0, n0, nk).tr());
-                        // SAFETY: `out` is a contiguous f32 CPU tensor of tq·nk elements that
-                        // outlives the slice, and only this task touches it.
-                        let block =
-                            unsafe { std::slice::from_raw_parts(out.data_ptr() as *const f32, (tq * nk) as usize) };
-                        top.update(block, nk as usize, 0, n0 as usize, task.eligible);
-                    }
+                    let top = scan_f32(&task.queries, &task.keys, task.eligible, kc as usize);
                     (task.at, top)
                 })
                 .collect()
@@ -187,4 +172,29 @@ impl MemoryBank {
             Tensor::from_slice(&scores).view(shape),
         )
     }
+}
+
+/// The top `kc` eligible chunks of each of `queries` `[tq, d]` against `keys` `[N, d]` (f32,
+/// contiguous), scored by matmul one block of slots at a time on the calling thread.
+pub(super) fn scan_f32(queries: &Tensor, keys: &Tensor, eligible: &[bool], kc: usize) -> longmem_kernels::RunningTopK {
+    /// Chunk slots per score block: 256 queries × 1024 f32 is 1 MiB, which stays in a core's
+    /// L2 between the matmul that writes it and the scan that reads it.
+    const SLOT_BLOCK: i64 = 1024;
+    let tq = queries.size()[0];
+    let n = keys.size()[0];
+    let buffer = Tensor::empty([tq * SLOT_BLOCK.min(n)], (Kind::Float, Device::Cpu));
+    let mut top = longmem_kernels::RunningTopK::new(tq as usize, kc);
+    for n0 in (0..n).step_by(SLOT_BLOCK as usize) {
+        let nk = SLOT_BLOCK.min(n - n0);
+        if !eligible[n0 as usize..(n0 + nk) as usize].contains(&true) {
+            continue;
+        }
+        let out = buffer.narrow(0, 0, tq * nk).view([tq, nk]);
+        let _ = queries.mm_out(&out, &keys.narrow(0, n0, nk).tr());
+        // SAFETY: `out` is a contiguous f32 CPU tensor of tq·nk elements that outlives the
+        // slice, and only this call touches it.
+        let block = unsafe { std::slice::from_raw_parts(out.data_ptr() as *const f32, (tq * nk) as usize) };
+        top.update(block, nk as usize, 0, n0 as usize, eligible);
+    }
+    top
 }
